@@ -1,0 +1,62 @@
+# luoinit: the one entry point. See README.md.
+#   make              static musl luoinit + vmconf (build/luoinit, build/vmconf)
+#   make run          build the board and boot the appliance in the foreground
+#   make check        every test (unit, host-level QEMU, board boot and live update)
+#   make check-unit   unit tests under ASan/UBSan (fast)
+#   make check-host   luoinit --host with real QEMU under TCG
+#   make bench        live-update benchmark on the board
+#   make lint         cppcheck + clang-tidy
+
+BOARD    ?= qemu-x86_64
+B        := build
+BB       := $(B)/$(BOARD)
+SYSROOT  := $(abspath $(B)/sysroot)
+KHDR     := $(abspath $(B)/linux-headers)
+TOP      := $(CURDIR)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+CSTD     := -std=gnu11 -D_GNU_SOURCE
+MUSL_CC  := musl-gcc
+MUSL_CFLAGS := $(CSTD) $(WARN) -Os -g -ffunction-sections -fdata-sections \
+               -I$(SYSROOT)/include -Ivmconf -Iinit
+MUSL_LDFLAGS := -static -Wl,--gc-sections -L$(SYSROOT)/lib
+MUSL_LIBS := -lkmod -lblkid -ljson-c
+
+HOST_CC  ?= gcc
+HOST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# idirafter: only headers the system lacks (linux/liveupdate.h) come from the kernel's UAPI.
+HOST_CFLAGS := $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit \
+               $(shell pkg-config --cflags json-c libkmod blkid 2>/dev/null) -idirafter $(KHDR)/include
+HOST_LIBS := $(shell pkg-config --libs json-c libkmod blkid 2>/dev/null) -lcmocka
+
+.PHONY: all deps sysroot headers run start stop check check-unit check-host check-board \
+        bench lint fuzz clean distclean
+all: $(B)/luoinit $(B)/vmconf
+
+deps:
+	@sh initramfs/deps.sh
+
+include vmconf/build.mk
+include init/build.mk
+include initramfs/build.mk
+include board/$(BOARD)/board.mk
+include tests/build.mk
+
+# Static objects and host (sanitized) objects, one rule each.
+$(B)/musl/%.o: %.c $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(MUSL_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+
+.PHONY: deps-ok
+deps-ok:
+	@sh initramfs/deps.sh
+
+-include $(shell find $(B)/musl $(B)/host -name '*.d' 2>/dev/null)
+
+clean:
+	rm -rf $(B)/musl $(B)/host $(B)/luoinit $(B)/vmconf $(B)/tests
+distclean:
+	rm -rf $(B)

@@ -1,0 +1,8 @@
+# luoinit: every init/*.c; main.c is the program, the rest is also linked
+# into the unit tests.
+INIT_SRCS     := $(sort $(wildcard init/*.c))
+INIT_LIB_SRCS := $(filter-out init/main.c,$(INIT_SRCS))
+INIT_OBJS     := $(patsubst %.c,$(B)/musl/%.o,$(INIT_SRCS) $(VMCONF_LIB_SRCS))
+
+$(B)/luoinit: $(INIT_OBJS)
+	$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ $(MUSL_LIBS)
