@@ -3,6 +3,8 @@
 #ifndef LUOINIT_CTL_SERVER_H
 #define LUOINIT_CTL_SERVER_H
 
+#include <stdint.h>
+
 #include "commands.h"
 
 /* Called for every well-formed request; see commands_execute() for the contract. */
@@ -19,5 +21,11 @@ int ctl_server_add_port(const char *devpath, ctl_handler fn);
 void ctl_server_broadcast_event(const char *name, struct json_object *data);
 /* Close everything (before exec or exit). */
 void ctl_server_close(void);
+
+/* Close clients that keep a partial request line for over ms (0: the default,
+ * 60 s). For tests. */
+void ctl_server_set_idle_timeout(uint64_t ms);
+/* Connected socket clients (not the port). For tests and status. */
+int ctl_server_client_count(void);
 
 #endif

@@ -13,6 +13,12 @@
 #define VMCONF_MAX_FILE   (1024 * 1024) /* bytes a config file may have */
 #define VMCONF_MAX_DEPTH  16            /* JSON nesting accepted */
 #define VMCONF_NAME_MAX   32
+#define VMCONF_MAX_VMS    64
+#define VMCONF_MAX_DISKS  16
+#define VMCONF_MAX_QEMU_ARGS 64
+#define VMCONF_PATH_MAX   4095          /* bytes in a path field */
+#define VMCONF_CMDLINE_MAX 4096
+#define VMCONF_MAX_ERRORS 100           /* listed; one more entry says the rest were cut */
 
 enum vmconf_accel { VMCONF_ACCEL_AUTO, VMCONF_ACCEL_KVM, VMCONF_ACCEL_TCG };
 enum vmconf_restart { VMCONF_RESTART_ON_FAILURE, VMCONF_RESTART_ALWAYS, VMCONF_RESTART_NEVER };

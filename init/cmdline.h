@@ -1,0 +1,33 @@
+/* The kernel command line (design.md §2): luoinit.* parameters plus the
+ * kernel's own liveupdate= and kho= switches. */
+#ifndef LUOINIT_CMDLINE_H
+#define LUOINIT_CMDLINE_H
+
+struct cmdline {
+	char state[256];    /* statefs spec, default "LABEL=luoinit-state" */
+	char config[4096];  /* "" = /state/vmconf.json, else /etc/luoinit/vmconf.json */
+	char modules[1024]; /* "a,b,c" or "" */
+	char mgmt[64];      /* virtio-serial port name, default "luoinit.mgmt" */
+	int log_level;      /* enum log_level, default LOG_INFO */
+	int liveupdate_on;  /* liveupdate=on (kstrtobool spellings) */
+	int kho_on;         /* kho=on */
+};
+
+void cmdline_defaults(struct cmdline *ret);
+
+/* Parse S (the contents of /proc/cmdline) into *RET, starting from the
+ * defaults. Double quotes group words ("a=b c" or a="b c") and are removed;
+ * parsing stops at "--" (the rest is init's argv). Unknown luoinit.*
+ * parameters and bad values are passed to WARN (may be NULL) and otherwise
+ * ignored. Returns 0, or -EINVAL when S is NULL. */
+int cmdline_parse(const char *s, struct cmdline *ret, void (*warn)(const char *param));
+
+/* cmdline_parse() of /proc/cmdline; bad parameters are logged as warnings. */
+int cmdline_read(struct cmdline *ret);
+
+/* Split "a,b,,c" at SEP into a NULL-terminated array ("a", "b", "c"; empty
+ * items and surrounding blanks dropped). Free with cmdline_list_free(). */
+int cmdline_list_split(const char *s, char sep, char ***ret);
+void cmdline_list_free(char **list);
+
+#endif

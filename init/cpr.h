@@ -1,0 +1,33 @@
+/* CPR save and restore of one QEMU over QMP (qemu-cpr.md): mode cpr-reboot,
+ * x-ignore-shared so guest RAM (a shared memfd) stays out of the stream, and
+ * the state written into an fd handed over with add-fd, so QEMU needs no
+ * filesystem access for it. */
+#ifndef LUOINIT_CPR_H
+#define LUOINIT_CPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct qmp;
+
+#define CPR_FDSET 2 /* fdset id of the state; 1 is the RAM's in fdset mode */
+
+struct cpr_stats {
+	int64_t ram_total;      /* query-migrate ram.total: RAM that went into the stream */
+	int64_t vmstate_bytes;  /* size of the state written */
+	double stopped_at;      /* CLOCK_REALTIME ms just before the migrate command */
+	double done_at;         /* CLOCK_REALTIME ms when completed was seen */
+};
+
+/* Save into state_fd (a memfd or a file, opened read-write). ignore_shared:
+ * false saves full RAM (the fallback). On failure the guest is resumed when
+ * the save had stopped it. */
+int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
+	     struct cpr_stats *ret, char *err, size_t errlen);
+/* Restore a QEMU started with -incoming defer from state_fd and make sure the
+ * guest runs. */
+int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
+		char *err, size_t errlen);
+
+#endif

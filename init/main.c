@@ -1,0 +1,188 @@
+/* luoinit: PID 1 (or /init), `luoinit ctl ...`, or `luoinit --host ...`.
+ * main() only wires the pieces together. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmdline.h"
+#include "ctl_client.h"
+#include "log.h"
+#include "modules.h"
+#include "mounts.h"
+#include "statefs.h"
+#include "supervisor.h"
+
+#define STATE_DIR       "/state"
+#define STATE_TIMEOUT   10000
+#define INITRAMFS_CONF  "/etc/luoinit/vmconf.json"
+#define MODULES_LIST    "/etc/luoinit/modules"
+#define CONTROL_SOCKET  "/run/luoinit.sock"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: luoinit                         (as PID 1 or /init)\n"
+		   "       luoinit ctl [--socket PATH] COMMAND [key=value ...]\n"
+		   "       luoinit --host --state-dir DIR --config FILE [--socket PATH]\n");
+}
+
+static int host_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "host", no_argument, NULL, 'H' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sup_opts o = { 0 };
+	char sock[4096];
+	int c, lvl;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H': break;
+		case 'd': o.state_dir = optarg; break;
+		case 'c': o.config_path = optarg; break;
+		case 's': o.socket_path = optarg; break;
+		case 'l':
+			if ((lvl = log_level_parse(optarg)) < 0) {
+				fprintf(stderr, "luoinit: --log-level: expected debug, info, warn or err, got '%s'\n", optarg);
+				return 2;
+			}
+			log_set_level((enum log_level)lvl);
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc || !o.state_dir || !o.config_path) {
+		fprintf(stderr, "luoinit: --host needs --state-dir DIR and --config FILE\n");
+		usage(stderr);
+		return 2;
+	}
+	if (mkdir(o.state_dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "luoinit: state dir %s: %s\n", o.state_dir, strerror(errno));
+		return 1;
+	}
+	if (!o.socket_path) {
+		snprintf(sock, sizeof(sock), "%s/luoinit.sock", o.state_dir);
+		o.socket_path = sock;
+	}
+	umask(077);
+	log_open(2, 0);
+	return sup_run(&o);
+}
+
+/* PID 1: never returns. Every failure is logged and the init goes on with
+ * less (no modules, no /state, no config): it keeps serving status. */
+static int pid1_main(void)
+{
+	static struct cmdline cl;
+	static char dev[256], fstype[32], config[4096];
+	static struct sup_opts o;
+	char **names = NULL, **extra = NULL, **loaded = NULL;
+	size_t n = 0;
+	int r, fd;
+
+	umask(077);
+	r = mounts_early();
+	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0)
+		log_open(fd, 1);
+	if (r < 0)
+		log_errno(LOG_ERR, r, "early mounts");
+	/* The kernel sends SIGINT to PID 1 on Ctrl-Alt-Del instead of rebooting. */
+	if (reboot(RB_DISABLE_CAD) < 0)
+		log_errno(LOG_WARN, errno, "RB_DISABLE_CAD");
+	fd = open("/dev/console", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)dup2(fd, 0);
+		(void)dup2(fd, 1);
+		(void)dup2(fd, 2);
+		close(fd);
+	}
+
+	cmdline_defaults(&cl);
+	if ((r = cmdline_read(&cl)) < 0)
+		log_errno(LOG_WARN, r, "/proc/cmdline");
+	log_set_level((enum log_level)cl.log_level);
+	log_info("luoinit starting as PID %d", (int)getpid());
+
+	/* Modules: the initramfs's list, then the command line's. */
+	if ((r = modules_read_list(MODULES_LIST, &names)) < 0 && r != -ENOENT)
+		log_errno(LOG_WARN, r, "%s", MODULES_LIST);
+	if (cl.modules[0] && cmdline_list_split(cl.modules, ',', &extra) < 0)
+		log_warn("luoinit.modules=%s: cannot be split", cl.modules);
+	{
+		size_t a = 0, b = 0;
+		while (names && names[a]) a++;
+		while (extra && extra[b]) b++;
+		const char **all = calloc(a + b + 1, sizeof(*all));
+		if (all) {
+			for (size_t i = 0; i < a; i++) all[n++] = names[i];
+			for (size_t i = 0; i < b; i++) all[n++] = extra[i];
+			r = modules_load(NULL, all, n, &loaded);
+			if (r < 0)
+				log_errno(LOG_ERR, r, "kernel modules");
+			else if (r > 0)
+				log_warn("%d module(s) could not be loaded", r);
+			free(all);
+		}
+	}
+
+	o.pid1 = true;
+	o.state_dir = STATE_DIR;
+	o.state_spec = cl.state;
+	o.socket_path = CONTROL_SOCKET;
+	o.mgmt_name = cl.mgmt[0] ? cl.mgmt : NULL;
+	o.modules_loaded = loaded;
+	o.liveupdate_cmdline = cl.liveupdate_on;
+	r = statefs_find(cl.state, STATE_TIMEOUT, dev, sizeof(dev), fstype, sizeof(fstype));
+	if (r < 0) {
+		log_errno(LOG_ERR, r, "state filesystem %s not found; running without /state", cl.state);
+	} else {
+		o.state_device = dev;
+		r = statefs_mount(dev, fstype, STATE_DIR);
+		if (r < 0)
+			log_errno(LOG_ERR, r, "mount %s (%s) on %s", dev, fstype, STATE_DIR);
+		else
+			log_info("state filesystem %s (%s) mounted on %s", dev, fstype, STATE_DIR);
+		o.state_mounted = r == 0;
+	}
+	if (cl.config[0])
+		snprintf(config, sizeof(config), "%s", cl.config);
+	else
+		snprintf(config, sizeof(config), "%s",
+			 o.state_mounted && access(STATE_DIR "/vmconf.json", R_OK) == 0 ? STATE_DIR "/vmconf.json"
+											 : INITRAMFS_CONF);
+	o.config_path = config;
+	for (;;) {
+		(void)sup_run(&o);
+		log_err("supervisor returned; PID 1 carries on");
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+		return ctl_client_main(argc - 1, argv + 1);
+	if (getpid() == 1)
+		return pid1_main();
+	if (argc >= 2 && strcmp(argv[1], "--host") == 0)
+		return host_main(argc, argv);
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,59 @@
+/* QEMU capability probes. See probe.h. */
+#include "probe.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "ram.h"
+#include "spawn.h"
+
+#define PROBE_TIMEOUT 20000
+
+int probe_fdset(const char *qemu)
+{
+	char *argv[] = { (char *)qemu, "-nodefaults", "-no-user-config", "-display", "none",
+			 "-machine", "none", "-S",
+			 "-add-fd", "fd=4,set=1",
+			 "-object", "memory-backend-file,id=probe,size=2M,mem-path=/dev/fdset/1,share=on",
+			 "-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
+			 NULL };
+	int sp[2], memfd, st, r, yes = 0;
+	pid_t pid;
+	char buf[16];
+
+	memfd = ram_create("probe", 2);
+	if (memfd < 0)
+		return memfd;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		r = -errno;
+		close(memfd);
+		return r;
+	}
+	{
+		const int fds[] = { sp[1], memfd };
+		struct spawn_opts so = { .fds = fds, .n_fds = 2, .stdout_fd = -1, .stderr_fd = -1 };
+		r = spawn(argv, &so, &pid);
+	}
+	close(sp[1]);
+	close(memfd);
+	if (r < 0) {
+		close(sp[0]);
+		return r;
+	}
+	/* The greeting comes only after every -object was created. */
+	struct pollfd pf = { .fd = sp[0], .events = POLLIN };
+	do
+		r = poll(&pf, 1, PROBE_TIMEOUT);
+	while (r < 0 && errno == EINTR);
+	if (r > 0 && recv(sp[0], buf, sizeof(buf), MSG_DONTWAIT) > 0 && memcmp(buf, "{\"QMP\"", 6) == 0)
+		yes = 1;
+	close(sp[0]);
+	(void)kill(pid, SIGKILL);
+	(void)spawn_wait(pid, 5000, &st);
+	return yes;
+}

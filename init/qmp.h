@@ -1,0 +1,47 @@
+/* QMP client: greeting, capabilities, commands with replies matched by id while
+ * events interleave, deadlines, QEMU dying mid-command. Synchronous; the fd is a
+ * connected stream socket owned by the client. */
+#ifndef LUOINIT_QMP_H
+#define LUOINIT_QMP_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+#define QMP_LINE_MAX (1024 * 1024)	/* longer lines from QEMU are -EPROTO */
+#define QMP_EVENTS_MAX 64		/* queued events; the oldest is dropped beyond */
+
+struct qmp;
+
+/* Takes fd (even on failure: it is closed then). Reads the greeting, records
+ * QEMU's version and negotiates capabilities, all within timeout_ms. */
+int qmp_open(int fd, int timeout_ms, struct qmp **ret);
+void qmp_version(const struct qmp *q, int *major, int *minor, int *micro);
+
+/* Runs one command. args is borrowed (may be NULL); send_fd, when >= 0, goes
+ * along with the command over SCM_RIGHTS (add-fd, getfd). On success
+ * *ret_return (if asked for) gets the "return" value, owned by the caller.
+ * -EREMOTEIO: QEMU answered with an error, err gets "Class: desc".
+ * -ETIMEDOUT: no reply in time (a late reply is dropped later).
+ * -EPIPE: QEMU closed the connection. -EPROTO: garbage or oversized line.
+ * err (may be NULL) says what happened in every failure case. */
+int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
+		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen);
+
+/* Waits for event `name`: the queue first, then the socket; other events are
+ * queued. *ret_data (if asked for) gets its "data" or NULL, owned by the caller. */
+int qmp_wait_event(struct qmp *q, const char *name, int timeout_ms, struct json_object **ret_data);
+
+/* Non-blocking: reads what is available and queues the events, for the event
+ * loop when the fd is readable. Garbage lines and stray replies are dropped.
+ * Returns how many events were queued, or -EPIPE once QEMU closed. Events read
+ * during qmp_command()/qmp_wait_event() are queued as well: drain the queue
+ * after those too, epoll will not signal them again. */
+int qmp_poll_events(struct qmp *q);
+/* Pops the oldest queued event; -EAGAIN when there is none. */
+int qmp_next_event(struct qmp *q, char *name, size_t namelen, struct json_object **ret_data);
+void qmp_clear_events(struct qmp *q);
+
+int qmp_fd(const struct qmp *q);
+void qmp_free(struct qmp *q);	/* closes the fd; NULL is fine */
+
+#endif

@@ -1,0 +1,39 @@
+/* The supervisor: configuration, the VMs, signals, the control server, and
+ * the shutdown sequence; the same in PID 1 and --host mode. */
+#ifndef LUOINIT_SUPERVISOR_H
+#define LUOINIT_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vm.h"
+
+struct json_object;
+
+struct sup_opts {
+	bool pid1;
+	const char *config_path;
+	const char *state_dir;      /* "/state", or --state-dir */
+	const char *socket_path;
+	const char *mgmt_name;      /* virtio-serial port name, or NULL */
+	/* what the boot found, for status */
+	const char *state_spec;
+	const char *state_device;   /* NULL when not found */
+	bool state_mounted;
+	char **modules_loaded;      /* NULL-terminated, or NULL */
+	char **modules_failed;
+	bool liveupdate_cmdline;
+};
+
+enum sup_action { SUP_NONE, SUP_POWEROFF, SUP_REBOOT };
+
+/* Runs the loop. Returns only in --host mode, with an exit status. */
+int sup_run(const struct sup_opts *o);
+
+struct vm *sup_find_vm(const char *name);
+struct json_object *sup_status_json(void);
+/* Ask for a power-off or reboot once the current request is answered. */
+void sup_request(enum sup_action a);
+const struct sup_opts *sup_opts(void);
+
+#endif

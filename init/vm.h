@@ -1,0 +1,101 @@
+/* The VM supervisor: one struct vm per configured VM, its QEMU process, RAM
+ * memfd, QMP connection, serial and stderr streams, and restart policy. */
+#ifndef LUOINIT_VM_H
+#define LUOINIT_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmconf.h"
+
+struct qmp;
+struct json_object;
+
+/* The states of design.md §4. Transitions (event -> new state):
+ *   stopped/failed --start-->           starting --QMP up--> running
+ *   running --QEMU exits, policy restarts--> starting (after back-off)
+ *   running --QEMU exits, no restart-->  stopped (clean exit) / failed
+ *   running --STOP event--> paused --RESUME--> running
+ *   running --vmm-update/update--> restoring --restored--> running | failed */
+enum vm_state { VM_STARTING, VM_RUNNING, VM_PAUSED, VM_RESTORING, VM_STOPPED, VM_FAILED };
+
+struct vm_update_record {
+	bool valid;
+	const char *kind;         /* "update" or "vmm-update" */
+	const char *mode;         /* "luo", "full-ram" or "in-place" */
+	double blackout_ms;
+	double save_ms, kexec_ms, qemu_start_ms, restore_ms, resume_ms;
+	int64_t vmstate_bytes;
+	int64_t ram_transferred;  /* query-migrate ram.total of the save */
+	double stopped_at;        /* CLOCK_REALTIME ms when the guest stopped */
+};
+
+#define VM_RING_SIZE (64 * 1024)
+
+struct vm {
+	const struct vmconf_vm *conf;
+	enum vm_state state;
+	bool want_running;          /* the operator's intent: restart policy applies */
+	pid_t pid;                  /* QEMU, 0 when none */
+	int ram_fd;                 /* guest RAM memfd, -1 when none */
+	struct qmp *qmp;
+	int serial_fd;              /* our end of the serial socketpair */
+	int err_fd;                 /* read end of QEMU's stderr pipe */
+	int log_fd;                 /* the serial log file (O_APPEND), -1 for "log" */
+	int restart_timer;          /* timerfd of a pending restart, -1 */
+	enum vmconf_accel accel;    /* resolved once, kept across updates */
+	enum vmconf_ram ram_backing;/* resolved */
+	unsigned restarts;
+	unsigned backoff_ms;
+	uint64_t started_ms;        /* monotonic, for back-off reset */
+	int last_status;            /* wait status of the last QEMU exit */
+	char last_error[256];
+	char qemu_version[32];
+	struct vm_update_record last_update;
+	char errline[512];          /* partial stderr line */
+	size_t errlen;
+	char serline[512];          /* partial serial line ("log" serial) */
+	size_t serlen;
+	char *ring;                 /* last VM_RING_SIZE bytes of serial output */
+	size_t ring_len, ring_head;
+};
+
+struct vm_env {
+	const char *firmware_dir;   /* -L for QEMU, or NULL */
+	bool sandbox;
+	bool fdset_ok;              /* the probe said QEMU resolves /dev/fdset for RAM */
+};
+
+extern struct vm_env vm_env;
+
+const char *vm_state_name(enum vm_state s);
+
+int vm_init(struct vm *vm, const struct vmconf_vm *conf);
+void vm_release(struct vm *vm);  /* kill QEMU, close everything */
+
+/* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
+ * incoming: start with -incoming defer (for restores). */
+int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
+int vm_start(struct vm *vm, char *err, size_t errlen);
+/* Ask the guest to power down, wait up to timeout_ms, then quit/kill. */
+int vm_stop(struct vm *vm, int timeout_ms);
+/* The reaper found pid gone: clean up and apply the restart policy. */
+bool vm_owns_pid(const struct vm *vm, pid_t pid);
+void vm_exited(struct vm *vm, int status);
+/* Restart QEMU in place keeping RAM (design.md §4 vmm-update). */
+int vm_vmm_update(struct vm *vm, char *err, size_t errlen);
+
+/* Serial log tail (last `bytes` bytes) in a malloc'd string. */
+char *vm_log_tail(struct vm *vm, size_t bytes);
+/* {"name":..., "state":..., ...} for status. */
+struct json_object *vm_status_json(const struct vm *vm);
+
+/* vm_io.c: watch QEMU's stderr, the serial port and QMP events in the loop;
+ * close them after QEMU is gone (draining first); stderr for error messages. */
+int vm_watch(struct vm *vm);
+void vm_close_streams(struct vm *vm);
+void vm_stderr_snapshot(struct vm *vm, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,109 @@
+/* vmm-update: restart one VM's QEMU in place, keeping its RAM. The device
+ * state goes through a memfd (cpr-reboot + x-ignore-shared), the guest RAM
+ * stays in the memfd the init holds, and the new QEMU — possibly a new
+ * binary — restores from both. The guest sees only a pause. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpr.h"
+#include "log.h"
+#include "loop.h"
+#include "qmp.h"
+#include "ram.h"
+#include "spawn.h"
+#include "vm.h"
+
+#define SAVE_TIMEOUT    60000
+#define RESTORE_TIMEOUT 60000
+
+int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
+{
+	const char *name = vm->conf->name;
+	struct cpr_stats cs;
+	struct vm_update_record rec = { .valid = true, .kind = "vmm-update", .mode = "in-place" };
+	char e[256];
+	double t_started, t_restored, t_resumed;
+	int sfd, st, r;
+
+	if (vm->state != VM_RUNNING || !vm->qmp || vm->ram_fd < 0) {
+		snprintf(err, errlen, "%s is %s, not running", name, vm_state_name(vm->state));
+		return -EINVAL;
+	}
+	sfd = ram_create_state(name);
+	if (sfd < 0) {
+		snprintf(err, errlen, "cannot create the state memfd: %s", strerror(-sfd));
+		return sfd;
+	}
+	/* Save. On failure cpr_save resumes the guest: nothing changed. */
+	r = cpr_save(vm->qmp, sfd, true, SAVE_TIMEOUT, &cs, e, sizeof(e));
+	if (r < 0) {
+		snprintf(err, errlen, "save failed, %s keeps running: %s", name, e);
+		close(sfd);
+		return r;
+	}
+	log_info("%s: vmm-update: state saved, %lld bytes (RAM in stream: %lld bytes)", name,
+		 (long long)cs.vmstate_bytes, (long long)cs.ram_total);
+
+	/* From here the old QEMU goes; the RAM memfd and the state stay with us. */
+	vm->state = VM_RESTORING;
+	(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
+	r = spawn_wait_or_kill(vm->pid, 5000, &st);
+	if (r < 0)
+		log_errno(LOG_ERR, r, "%s: old QEMU pid %d not reaped", name, (int)vm->pid);
+	vm->pid = 0;
+	vm_close_streams(vm);
+
+	r = vm_spawn(vm, true, true, e, sizeof(e));
+	t_started = realtime_ms();
+	if (r == 0)
+		r = cpr_restore(vm->qmp, sfd, true, RESTORE_TIMEOUT, e, sizeof(e));
+	t_restored = realtime_ms();
+	if (r < 0) {
+		/* The RAM and the state are still ours: one more try on a fresh
+		 * QEMU before giving up (a new binary may fail where the old
+		 * one would not; then it is the operator's call). */
+		log_err("%s: vmm-update restore failed (%s), retrying once", name, e);
+		if (vm->pid > 0) {
+			(void)kill(vm->pid, SIGKILL);
+			(void)spawn_wait(vm->pid, 5000, &st);
+			vm->pid = 0;
+		}
+		vm_close_streams(vm);
+		r = vm_spawn(vm, true, true, e, sizeof(e));
+		if (r == 0)
+			r = cpr_restore(vm->qmp, sfd, true, RESTORE_TIMEOUT, e, sizeof(e));
+		t_restored = realtime_ms();
+	}
+	close(sfd);
+	if (r < 0) {
+		snprintf(err, errlen, "restore failed: %s", e);
+		snprintf(vm->last_error, sizeof(vm->last_error), "vmm-update: %s", err);
+		if (vm->pid > 0) {
+			(void)kill(vm->pid, SIGKILL);
+			(void)spawn_wait(vm->pid, 5000, &st);
+			vm->pid = 0;
+		}
+		vm_close_streams(vm);
+		vm->state = VM_FAILED;
+		vm->want_running = false;
+		return r;
+	}
+	vm->state = VM_RUNNING;
+	t_resumed = realtime_ms();
+	rec.stopped_at = cs.stopped_at;
+	rec.save_ms = cs.done_at - cs.stopped_at;
+	rec.qemu_start_ms = t_started - cs.done_at; /* old QEMU quitting included */
+	rec.restore_ms = t_restored - t_started;
+	rec.resume_ms = t_resumed - t_restored;
+	rec.blackout_ms = t_resumed - cs.stopped_at;
+	rec.vmstate_bytes = cs.vmstate_bytes;
+	rec.ram_transferred = cs.ram_total;
+	vm->last_update = rec;
+	log_info("%s: vmm-update done: blackout %.1f ms (save %.1f, qemu start %.1f, restore %.1f, resume %.1f), "
+		 "vmstate %lld bytes", name, rec.blackout_ms, rec.save_ms, rec.qemu_start_ms, rec.restore_ms,
+		 rec.resume_ms, (long long)rec.vmstate_bytes);
+	return 0;
+}

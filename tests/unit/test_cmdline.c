@@ -1,0 +1,170 @@
+/* cmdline: defaults, quoting, warnings, kernel switches, list splitting. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cmdline.h"
+#include "log.h"
+
+static char warned[8][256];
+static int nwarned;
+
+static void warn(const char *param)
+{
+	if (nwarned < 8)
+		(void)snprintf(warned[nwarned], sizeof(warned[0]), "%s", param);
+	nwarned++;
+}
+
+static void parse(const char *s, struct cmdline *c)
+{
+	nwarned = 0;
+	assert_int_equal(cmdline_parse(s, c, warn), 0);
+}
+
+static void test_defaults(void **state)
+{
+	struct cmdline c;
+
+	parse("", &c);
+	assert_string_equal(c.state, "LABEL=luoinit-state");
+	assert_string_equal(c.config, "");
+	assert_string_equal(c.modules, "");
+	assert_string_equal(c.mgmt, "luoinit.mgmt");
+	assert_int_equal(c.log_level, LOG_INFO);
+	assert_int_equal(c.liveupdate_on, 0);
+	assert_int_equal(c.kho_on, 0);
+	assert_int_equal(nwarned, 0);
+	assert_int_equal(cmdline_parse(NULL, &c, warn), -EINVAL);
+}
+
+static void test_typical(void **state)
+{
+	struct cmdline c;
+
+	parse("BOOT_IMAGE=/vmlinuz console=ttyS0 rdinit=/init liveupdate=on kho=1 quiet "
+	      "luoinit.state=PARTUUID=0a1b-02 luoinit.config=/state/other.json "
+	      "luoinit.modules=virtio_rng,virtio_blk luoinit.mgmt=mgmt0 luoinit.log=debug\n", &c);
+	assert_string_equal(c.state, "PARTUUID=0a1b-02");
+	assert_string_equal(c.config, "/state/other.json");
+	assert_string_equal(c.modules, "virtio_rng,virtio_blk");
+	assert_string_equal(c.mgmt, "mgmt0");
+	assert_int_equal(c.log_level, LOG_DEBUG);
+	assert_int_equal(c.liveupdate_on, 1);
+	assert_int_equal(c.kho_on, 1);
+	assert_int_equal(nwarned, 0);
+}
+
+static void test_quotes(void **state)
+{
+	struct cmdline c;
+
+	parse("luoinit.state=\"LABEL=my state\" \"luoinit.config=/state/a b.json\"  foo=\"x y\" "
+	      "luoinit.mgmt=\"\"port\"\"", &c);
+	assert_string_equal(c.state, "LABEL=my state");
+	assert_string_equal(c.config, "/state/a b.json");
+	assert_string_equal(c.mgmt, "port");
+	assert_int_equal(nwarned, 0);
+
+	/* An unterminated quote runs to the end, as in the kernel. */
+	parse("luoinit.state=\"LABEL=a b", &c);
+	assert_string_equal(c.state, "LABEL=a b");
+}
+
+static void test_warnings(void **state)
+{
+	struct cmdline c;
+
+	parse("luoinit.bogus=1 luoinit.log=loud luoinit.config=relative.json luoinit.state= "
+	      "luoinit.mgmt luoinit.mgmt=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+	      "luoinit.log=warn other.param=3 luoinitx=1", &c);
+	assert_int_equal(nwarned, 6);
+	assert_string_equal(warned[0], "luoinit.bogus=1");
+	assert_string_equal(warned[1], "luoinit.log=loud");
+	assert_string_equal(warned[2], "luoinit.config=relative.json");
+	assert_string_equal(warned[3], "luoinit.state=");
+	assert_string_equal(warned[4], "luoinit.mgmt");
+	assert_int_equal(strncmp(warned[5], "luoinit.mgmt=aaaa", 17), 0);
+	/* Bad values keep the defaults; later good ones still apply. */
+	assert_string_equal(c.state, "LABEL=luoinit-state");
+	assert_string_equal(c.config, "");
+	assert_string_equal(c.mgmt, "luoinit.mgmt");
+	assert_int_equal(c.log_level, LOG_WARN);
+
+	/* A NULL callback is fine. */
+	assert_int_equal(cmdline_parse("luoinit.bogus", &c, NULL), 0);
+}
+
+static void test_switches(void **state)
+{
+	struct cmdline c;
+
+	parse("liveupdate=off kho=on", &c);
+	assert_int_equal(c.liveupdate_on, 0);
+	assert_int_equal(c.kho_on, 1);
+	parse("liveupdate=y kho", &c);
+	assert_int_equal(c.liveupdate_on, 1);
+	assert_int_equal(c.kho_on, 0);
+	/* Last one wins, as for the kernel. */
+	parse("liveupdate=1 liveupdate=0 luoinit.modules=a luoinit.modules=", &c);
+	assert_int_equal(c.liveupdate_on, 0);
+	assert_string_equal(c.modules, "");
+	assert_int_equal(nwarned, 0);
+	/* After "--" the words are init's arguments, not parameters. */
+	parse("kho=on -- luoinit.log=debug liveupdate=on", &c);
+	assert_int_equal(c.kho_on, 1);
+	assert_int_equal(c.liveupdate_on, 0);
+	assert_int_equal(c.log_level, LOG_INFO);
+}
+
+static void test_split(void **state)
+{
+	char **l = NULL;
+
+	assert_int_equal(cmdline_list_split("a,b,,c , d,", ',', &l), 0);
+	assert_non_null(l);
+	assert_string_equal(l[0], "a");
+	assert_string_equal(l[1], "b");
+	assert_string_equal(l[2], "c");
+	assert_string_equal(l[3], "d");
+	assert_null(l[4]);
+	cmdline_list_free(l);
+
+	assert_int_equal(cmdline_list_split("", ',', &l), 0);
+	assert_null(l[0]);
+	cmdline_list_free(l);
+
+	assert_int_equal(cmdline_list_split("virtio_rng", ',', &l), 0);
+	assert_string_equal(l[0], "virtio_rng");
+	assert_null(l[1]);
+	cmdline_list_free(l);
+
+	cmdline_list_free(NULL);
+	assert_int_equal(cmdline_list_split(NULL, ',', &l), -EINVAL);
+}
+
+static void test_read(void **state)
+{
+	struct cmdline c;
+
+	/* Whatever this machine booted with, it must parse. */
+	assert_int_equal(cmdline_read(&c), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_typical),
+		cmocka_unit_test(test_quotes),
+		cmocka_unit_test(test_warnings),
+		cmocka_unit_test(test_switches),
+		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_read),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
