@@ -54,6 +54,8 @@ $(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
 deps-ok:
 	@sh initramfs/deps.sh
 
+.SECONDARY:
+
 -include $(shell find $(B)/musl $(B)/host -name '*.d' 2>/dev/null)
 
 clean:

@@ -191,11 +191,14 @@ static int cmd_vm_log(json_object *args, json_object **ret, struct cmd_error *er
 static int cmd_power(const char *cmd, enum sup_action a, json_object *args, json_object **ret,
 		     struct cmd_error *err)
 {
-	static const char *const keys[] = { NULL };
+	static const char *const keys[] = { "timeout", NULL };
+	int t;
 
-	if (check_keys(cmd, args, keys, err) < 0)
+	if (check_keys(cmd, args, keys, err) < 0 || arg_timeout(cmd, args, &t, err) < 0)
 		return -EINVAL;
-	sup_request(a);
+	if (!args || !json_object_object_get_ex(args, "timeout", NULL))
+		t = SUP_SHUTDOWN_TIMEOUT;
+	sup_request(a, t);
 	*ret = json_object_new_object();
 	return 0;
 }

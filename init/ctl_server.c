@@ -499,8 +499,11 @@ static void idle_timer_cb(int fd, uint32_t events, void *data)
 			continue;
 		}
 		log_info("ctl: closing a client idle mid-request");
+		c->busy++; /* the send may close it already */
 		conn_send_error(c, "timeout: incomplete request line", NULL);
 		conn_close(c);
+		if (--c->busy == 0)
+			conn_free(c);
 	}
 }
 

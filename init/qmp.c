@@ -371,7 +371,7 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 	}
 
 	for (;;) {
-		json_object *m, *v;
+		json_object *m, *v = NULL;
 
 		r = read_msg(q, deadline, &m, err, errlen);
 		if (r == -ETIMEDOUT)

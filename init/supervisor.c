@@ -26,7 +26,6 @@
 #include "probe.h"
 #include "qmp.h"
 
-#define SHUTDOWN_TIMEOUT 10000 /* total for all guests to power down */
 #define PORT_RETRY_MS    1000
 #define PORT_RETRIES     30
 
@@ -38,6 +37,7 @@ static struct {
 	struct vm *vms;
 	size_t n_vms;
 	enum sup_action pending;
+	int pending_timeout;
 	int port_timer, port_tries;
 	char port_dev[300];
 	int fdset_probe;     /* 1, 0, or negative errno */
@@ -45,11 +45,13 @@ static struct {
 
 const struct sup_opts *sup_opts(void) { return &S.o; }
 
-void sup_request(enum sup_action a)
+void sup_request(enum sup_action a, int timeout_ms)
 {
 	/* A reboot asked during a pending poweroff stays a poweroff. */
-	if (S.pending == SUP_NONE)
+	if (S.pending == SUP_NONE) {
 		S.pending = a;
+		S.pending_timeout = timeout_ms;
+	}
 }
 
 struct vm *sup_find_vm(const char *name)
@@ -90,11 +92,11 @@ static void on_signal(int fd, uint32_t events, void *data)
 		case SIGTERM:
 		case SIGINT: /* Ctrl-Alt-Del when PID 1 */
 			log_info("signal %d: %s", (int)si.ssi_signo, S.o.pid1 ? "reboot" : "stop");
-			sup_request(SUP_REBOOT);
+			sup_request(SUP_REBOOT, SUP_SHUTDOWN_TIMEOUT);
 			break;
 		case SIGUSR2:
 			log_info("signal SIGUSR2: power off");
-			sup_request(SUP_POWEROFF);
+			sup_request(SUP_POWEROFF, SUP_SHUTDOWN_TIMEOUT);
 			break;
 		default:
 			log_debug("signal %d ignored", (int)si.ssi_signo);
@@ -295,15 +297,15 @@ json_object *sup_status_json(void)
 	return o;
 }
 
-static void stop_all(void)
+static void stop_all(int timeout_ms)
 {
-	uint64_t deadline = now_ms() + SHUTDOWN_TIMEOUT;
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 	char e[128];
 
 	/* Ask every guest first, so they power down in parallel. */
 	for (size_t i = 0; i < S.n_vms; i++) {
 		S.vms[i].want_running = false;
-		if (S.vms[i].pid > 0 && S.vms[i].qmp)
+		if (S.vms[i].pid > 0 && S.vms[i].qmp && timeout_ms > 0)
 			(void)qmp_command(S.vms[i].qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e));
 	}
 	for (size_t i = 0; i < S.n_vms; i++) {
@@ -312,14 +314,14 @@ static void stop_all(void)
 		if (S.vms[i].pid > 0)
 			log_info("%s: stopping", S.vms[i].conf->name);
 		/* The powerdown was sent above; vm_stop waits, then quits or kills. */
-		(void)vm_stop(&S.vms[i], left > 0 ? left : 1);
+		(void)vm_stop(&S.vms[i], left);
 	}
 }
 
-static int shutdown_now(enum sup_action a)
+static int shutdown_now(enum sup_action a, int timeout_ms)
 {
 	log_info("%s: stopping %zu VM(s)", a == SUP_REBOOT ? "reboot" : "power off", S.n_vms);
-	stop_all();
+	stop_all(timeout_ms);
 	if (!S.o.pid1) {
 		ctl_server_close();
 		return 0;
@@ -373,7 +375,7 @@ int sup_run(const struct sup_opts *o)
 		}
 		if (S.pending != SUP_NONE) {
 			enum sup_action a = S.pending;
-			if (shutdown_now(a) == 0)
+			if (shutdown_now(a, S.pending_timeout) == 0)
 				return 0;
 			S.pending = SUP_NONE;
 		}

@@ -32,8 +32,10 @@ int sup_run(const struct sup_opts *o);
 
 struct vm *sup_find_vm(const char *name);
 struct json_object *sup_status_json(void);
-/* Ask for a power-off or reboot once the current request is answered. */
-void sup_request(enum sup_action a);
+/* Ask for a power-off or reboot once the current request is answered;
+ * guests get timeout_ms in all to power down before QEMU is told to quit. */
+void sup_request(enum sup_action a, int timeout_ms);
+#define SUP_SHUTDOWN_TIMEOUT 10000
 const struct sup_opts *sup_opts(void);
 
 #endif

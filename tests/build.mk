@@ -3,6 +3,7 @@
 # `make check` runs them all and ends with one "N passed, N failed" line.
 
 PYTHON   := /usr/bin/python3
+HOST_TEST_DEPS := $(HEARTBEAT)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 # Everything but the programs' main()s, sanitized, for the unit tests.
@@ -13,13 +14,13 @@ $(B)/tests/%: $(B)/host/tests/unit/%.o $(LIB_HOST_OBJS)
 	$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
 
 # Host-built CLIs (sanitized) so the CLI tests also run under ASan.
-$(B)/host/vmconf: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
+$(B)/host/vmconf-cli: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
 	$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
 
 RESULTS := $(B)/results
 export B BB BOARD PYTHON
 
-check-unit: $(UNIT_BINS) $(B)/vmconf $(B)/host/vmconf
+check-unit: $(UNIT_BINS) $(B)/vmconf $(B)/host/vmconf-cli
 	@mkdir -p $(RESULTS)
 	@$(PYTHON) tests/run.py --results $(RESULTS) unit $(UNIT_BINS)
 

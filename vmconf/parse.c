@@ -23,8 +23,9 @@ static bool is_blank(const char *buf, size_t len)
 	return true;
 }
 
-/* json-c's tree, or NULL with the reason recorded. */
-static struct json_object *vc_tokenize(struct vc *c, const char *buf, size_t len)
+/* json-c's tree in *ret (NULL for the JSON text "null"); false with the
+ * reason recorded when the text is not one JSON value. */
+static bool vc_tokenize(struct vc *c, const char *buf, size_t len, struct json_object **ret)
 {
 	char where[96];
 	const char *nul = memchr(buf, '\0', len);
@@ -32,17 +33,17 @@ static struct json_object *vc_tokenize(struct vc *c, const char *buf, size_t len
 	if (nul) {
 		vc_where(buf, len, (size_t)(nul - buf), where, sizeof(where));
 		vc_error(c, "text without NUL bytes", "a NUL byte at %s", where);
-		return NULL;
+		return false;
 	}
 	if (is_blank(buf, len)) {
 		vc_error_missing(c, "a JSON object");
-		return NULL;
+		return false;
 	}
-	/* json-c counts the levels it may enter plus one. */
-	struct json_tokener *tok = json_tokener_new_ex(VMCONF_MAX_DEPTH + 1);
+	/* json-c's depth: containers, and a scalar inside counts as one more. */
+	struct json_tokener *tok = json_tokener_new_ex(VMCONF_MAX_DEPTH);
 	if (!tok) {
 		c->oom = true;
-		return NULL;
+		return false;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	struct json_object *root = json_tokener_parse_ex(tok, buf, (int)len);
@@ -56,9 +57,8 @@ static struct json_object *vc_tokenize(struct vc *c, const char *buf, size_t len
 	}
 	if (err == json_tokener_continue)
 		err = json_tokener_error_parse_eof;
+	bool ok = false;
 	if (err != json_tokener_success) {
-		json_object_put(root);
-		root = NULL;
 		vc_where(buf, len, off, where, sizeof(where));
 		if (err == json_tokener_error_depth)
 			vc_error(c, "at most " STR(VMCONF_MAX_DEPTH) " levels of nesting",
@@ -69,13 +69,18 @@ static struct json_object *vc_tokenize(struct vc *c, const char *buf, size_t len
 			vc_error(c, "valid JSON", "a syntax error at %s: %s", where,
 				 json_tokener_error_desc(err));
 	} else if (!is_blank(buf + off, len - off)) {
-		json_object_put(root);
-		root = NULL;
 		vc_where(buf, len, off, where, sizeof(where));
 		vc_error(c, "nothing after the JSON object", "more text at %s", where);
+	} else {
+		ok = true;
 	}
 	json_tokener_free(tok);
-	return root;
+	if (!ok) {
+		json_object_put(root);
+		root = NULL;
+	}
+	*ret = root;
+	return ok;
 }
 
 /* Spelled out: VMCONF_MAX_FILE is an expression, not a literal. */
@@ -94,8 +99,8 @@ int vmconf_parse_buffer(const char *buf, size_t len, struct vmconf **ret, struct
 	if (len > VMCONF_MAX_FILE) {
 		vc_error(&c, EXP_SIZE, "%zu bytes", len);
 	} else {
-		struct json_object *root = vc_tokenize(&c, buf ? buf : "", len);
-		if (root) {
+		struct json_object *root = NULL;
+		if (vc_tokenize(&c, buf ? buf : "", len, &root)) {
 			vc_scan(&c, buf, len);
 			r = vc_schema(&c, root, &conf);
 			json_object_put(root);

@@ -76,7 +76,7 @@ class Qmp:
 
 
 class Vm:
-    def __init__(self, elf, ram_fd, serial_path, incoming=False):
+    def __init__(self, elf, ram_fd, serial_path, incoming=False, append=APPEND):
         self.serial_path = serial_path
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none",
@@ -84,7 +84,7 @@ class Vm:
                 "-cpu", "qemu64", "-m", "64M",
                 "-object", f"memory-backend-file,id=ram0,size={RAM},"
                            f"mem-path=/proc/self/fd/{ram_fd},share=on",
-                "-kernel", elf, "-append", APPEND,
+                "-kernel", elf, "-append", append,
                 "-chardev", f"socket,id=qmp,fd={theirs.fileno()},server=off",
                 "-mon", "chardev=qmp,mode=control",
                 "-chardev", f"file,id=ser0,path={serial_path}",
@@ -184,6 +184,36 @@ def test_beats(guest, tmp_path):
     assert 4 < rate < 16, (rate, t1 - t0)
 
 
+def test_fill_all(guest, tmp_path):
+    """fill_mib=all (the benchmark's setting) fills up to the top of RAM."""
+    ram = memfd("ram", RAM)
+    vm = Vm(guest, ram, str(tmp_path / "serial.log"), append="fill_mib=all seed=0x2a")
+    try:
+        b = vm.beats(3)
+    finally:
+        vm.stop()
+    banner = vm.lines()[0]
+    m = re.search(r"seed=42 base=(0x[0-9a-f]+) end=(0x[0-9a-f]+) ram_top=(0x[0-9a-f]+)", banner)
+    assert m and banner.startswith("heartbeat guest: fill_mib=all "), banner
+    base, end, top = (int(x, 16) for x in m.groups())
+    assert end == top and end - base > RAM - (4 << 20)
+    assert all(p == "ok" for _, p in b)
+    # the pattern really is in the memfd, right up to the end
+    word = int.from_bytes(os.pread(ram, 4, end - 4), "little")
+    os.close(ram)
+    assert word == pattern(end - 4, 42)
+
+
+def pattern(addr, seed):
+    """The guest's pattern word at addr (heartbeat.c: pattern())."""
+    m = 0xffffffff
+    x = ((addr ^ seed) * 0x9e3779b1) & m
+    x ^= (x << 13) & m
+    x ^= x >> 17
+    x ^= (x << 5) & m
+    return x
+
+
 @pytest.mark.parametrize("corrupt", [False, True], ids=["continue", "corrupt"])
 def test_cpr_restore(guest, tmp_path, corrupt):
     ram = memfd("ram", RAM)
@@ -228,7 +258,6 @@ def test_cpr_restore(guest, tmp_path, corrupt):
         counters = [c for c, _ in after]
         assert counters[0] > last - 1 and counters[0] <= last + 3, (last, counters)
         assert counters == list(range(counters[0], counters[0] + len(counters)))
-        print(f"saved at {last}, restored beats {after[:3]}, ram.total={total}, vmstate={size}")
         want = "bad" if corrupt else "ok"
         assert all(p == want for _, p in after), (after, err)
     finally:

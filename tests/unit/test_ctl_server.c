@@ -25,6 +25,12 @@
 static char dir[64];
 static char path[128];
 static int handler_calls;
+static int nested_fd = -1;    /* the "nested" command writes here, then runs the loop */
+static int nested_other = -1; /* ... while this client is served */
+static char *nested_other_line;
+
+static char *recv_line(int fd);
+static void send_str(int fd, const char *s);
 
 static int test_handler(const char *name, struct json_object *args, struct json_object **ret,
 			struct cmd_error *err)
@@ -49,6 +55,14 @@ static int test_handler(const char *name, struct json_object *args, struct json_
 	}
 	if (strcmp(name, "event") == 0) {
 		ctl_server_broadcast_event("DURING", NULL);
+		return 0;
+	}
+	if (strcmp(name, "nested") == 0) {
+		/* Like a long command waiting on QMP: more input from the same client
+		 * must wait its turn, other clients are served meanwhile. */
+		send_str(nested_fd, "{\"execute\":\"status\",\"id\":\"after\"}\n");
+		send_str(nested_other, "{\"execute\":\"status\",\"id\":\"other\"}\n");
+		nested_other_line = recv_line(nested_other);
 		return 0;
 	}
 	if (strcmp(name, "bare-error") == 0)
@@ -122,7 +136,7 @@ static void send_str(int fd, const char *s)
 }
 
 /* Per-fd receive buffers, so a read past one line is kept for the next. */
-static struct { char buf[1 << 20]; size_t len; } rx[1024];
+static struct { char buf[1 << 18]; size_t len; } rx[512];
 
 /* Next line from fd (without '\n'), running the server meanwhile; NULL on EOF
  * or after 2 s. Caller frees. */
@@ -131,7 +145,7 @@ static char *recv_line(int fd)
 	uint64_t end = now_ms() + 2000;
 	char *nl, *line;
 
-	assert_true(fd < 1024);
+	assert_true(fd < 512);
 	for (;;) {
 		nl = memchr(rx[fd].buf, '\n', rx[fd].len);
 		if (nl) {
@@ -444,6 +458,21 @@ static void test_handler_closes_server(void **state)
 	/* teardown's second close is harmless */
 }
 
+static void test_nested_loop_in_handler(void **state)
+{
+	nested_fd = client();
+	nested_other = client();
+	pump(20);
+	send_str(nested_fd, "{\"execute\":\"nested\",\"id\":\"first\"}\n");
+	expect_line(nested_fd, "{\"return\":{},\"id\":\"first\"}");
+	expect_line(nested_fd, "{\"return\":{\"ok\":true},\"id\":\"after\"}");
+	assert_non_null(nested_other_line);
+	assert_string_equal(nested_other_line, "{\"return\":{\"ok\":true},\"id\":\"other\"}");
+	free(nested_other_line);
+	close_client(nested_fd);
+	close_client(nested_other);
+}
+
 static void test_stale_socket(void **state)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -556,6 +585,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handler_closes_server, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested_loop_in_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_uid_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_port_pty, setup, teardown),

@@ -6,8 +6,11 @@
  * at 0. Each beat re-checks the first and last page of the filled area and a
  * rotating 64 KiB slice, so corrupted memory shows up as pattern=bad.
  *
- * Time comes from polling PIT channel 0: no interrupts, and under TCG the PIT
- * follows QEMU's virtual clock, which also stops while the VM is stopped.
+ * Time comes from polling the HPET main counter (PIT channel 0 when there is no
+ * HPET): no interrupts. Under TCG both follow QEMU's virtual clock, which stops
+ * while the VM is stopped and is carried over by a migration. The HPET counter
+ * wraps after 42 s, the PIT's after 55 ms: a vCPU starved for longer than that
+ * (nested TCG on a busy host) loses time on the PIT only.
  * No system headers: this builds with any gcc that can do -m32.
  */
 typedef unsigned char u8;
@@ -17,7 +20,8 @@ typedef unsigned long long u64;
 
 #define COM1 0x3f8
 #define PIT_HZ 1193182u
-#define BEAT_TICKS (PIT_HZ / 10)
+#define PIT_BEAT (PIT_HZ / 10)
+#define HPET ((volatile u32 *)0xfed00000)
 #define PAGE 4096u
 #define SLICE 65536u
 
@@ -132,6 +136,27 @@ static u32 pit_read(void)
 	return lo | hi << 8;
 }
 
+/* Enables the HPET and returns its ticks per 100 ms, or 0 when there is none
+ * (the MMIO then reads as 0 or all ones, outside the sane period range). */
+static u32 hpet_init(void)
+{
+	u32 period_fs = HPET[1], q, r;
+	u64 n = 100000000000000ull;	/* 100 ms in fs */
+
+	if (period_fs < 100000 || period_fs > 100000000)
+		return 0;
+	HPET[0x10 / 4] |= 1;		/* ENABLE_CNF */
+	/* 64/32 division without libgcc: the quotient fits 32 bits here */
+	__asm__("divl %4" : "=a"(q), "=d"(r) : "a"((u32)n), "d"((u32)(n >> 32)), "rm"(period_fs));
+	(void)r;
+	return q;
+}
+
+static u32 hpet_read(void)
+{
+	return HPET[0xf0 / 4];
+}
+
 /* --- command line: fill_mib=N|all seed=N (decimal or 0x hex) --- */
 static int word_is(const char *s, const char *key, const char **val)
 {
@@ -225,6 +250,12 @@ void hb_main(u32 magic, const u32 *mbi)
 	if (end < base)
 		end = base;
 	fill(base, end, c.seed);
+	u32 beat = hpet_init();
+	int use_hpet = beat != 0;
+	if (!use_hpet) {
+		pit_init();
+		beat = PIT_BEAT;
+	}
 
 	puts_("heartbeat guest: fill_mib=");
 	if (c.fill_mib == ~0u)
@@ -239,21 +270,27 @@ void hb_main(u32 magic, const u32 *mbi)
 	putx(end);
 	puts_(" ram_top=");
 	putx(top);
+	puts_(use_hpet ? " clock=hpet" : " clock=pit");
 	puts_(" filled\n");
 
 	u32 nslices = (end - base) / SLICE, counter = 0, acc = 0, last;
-	pit_init();
-	last = pit_read();
+	last = use_hpet ? hpet_read() : pit_read();
 	for (;;) {
-		u32 now = pit_read();
-		acc += (last - now) & 0xffff;
+		u32 now;
+		if (use_hpet) {
+			now = hpet_read();
+			acc += now - last;
+		} else {
+			now = pit_read();
+			acc += (last - now) & 0xffff;	/* a down counter */
+		}
 		last = now;
-		if (acc < BEAT_TICKS) {
+		if (acc < beat) {
 			__asm__ volatile("pause");
 			continue;
 		}
-		acc -= BEAT_TICKS;
-		if (acc >= BEAT_TICKS)	/* fell behind (host busy): no burst of beats */
+		acc -= beat;
+		if (acc >= beat)	/* fell behind (host busy): no burst of beats */
 			acc = 0;
 
 		int ok = 1;
