@@ -215,18 +215,18 @@ static int cmd_reboot(json_object *args, json_object **ret, struct cmd_error *er
 
 static int cmd_update(json_object *args, json_object **ret, struct cmd_error *err)
 {
-	static const char *const keys[] = { "kernel", "initrd", "cmdline", NULL };
+	static const char *const keys[] = { "kernel", "initrd", "cmdline", "fault", NULL };
 	struct update_req req = { 0 };
 	char e[512];
 
 	if (check_keys("update", args, keys, err) < 0 ||
 	    arg_string("update", args, "kernel", false, &req.kernel, err) < 0 ||
 	    arg_string("update", args, "initrd", false, &req.initrd, err) < 0 ||
-	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0)
+	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0 ||
+	    arg_string("update", args, "fault", false, &req.fault, err) < 0)
 		return -EINVAL;
-	if (update_start(&req, e, sizeof(e)) < 0)
+	if (update_start(&req, ret, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "update: %s", e);
-	*ret = json_object_new_object();
 	return 0;
 }
 

@@ -121,7 +121,7 @@ static int query_status(struct qmp *q, char *buf, size_t len)
 	return 0;
 }
 
-static void resume_if_stopped(struct qmp *q)
+void cpr_resume(struct qmp *q)
 {
 	char st[32], e[128];
 
@@ -129,10 +129,9 @@ static void resume_if_stopped(struct qmp *q)
 		(void)qmp_command(q, "cont", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
 }
 
-int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-	     struct cpr_stats *ret, char *err, size_t errlen)
+int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
+		   char *err, size_t errlen)
 {
-	json_object *res = NULL, *ram, *tot;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -140,21 +139,43 @@ int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 	    (r = add_fd(q, state_fd, O_WRONLY, err, errlen)) < 0)
 		return r;
 	ret->stopped_at = realtime_ms();
-	r = uri_command(q, "migrate", err, errlen);
-	if (r == 0)
-		r = wait_migration(q, timeout_ms, &res, err, errlen);
+	return uri_command(q, "migrate", err, errlen);
+}
+
+int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
+		    char *err, size_t errlen)
+{
+	json_object *res = NULL, *ram, *tot;
+	int r = wait_migration(q, timeout_ms, &res, err, errlen);
+
 	ret->done_at = realtime_ms();
-	if (r < 0) {
-		char e[128];
-		(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
-		resume_if_stopped(q);
+	if (r < 0)
 		return r;
-	}
 	if (json_object_object_get_ex(res, "ram", &ram) && json_object_object_get_ex(ram, "total", &tot))
 		ret->ram_total = json_object_get_int64(tot);
 	json_object_put(res);
 	ret->vmstate_bytes = ram_size(state_fd);
 	return 0;
+}
+
+void cpr_save_abort(struct qmp *q)
+{
+	char e[128];
+
+	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
+	cpr_resume(q);
+}
+
+int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
+	     struct cpr_stats *ret, char *err, size_t errlen)
+{
+	int r = cpr_save_begin(q, state_fd, ignore_shared, ret, err, errlen);
+
+	if (r == 0)
+		r = cpr_save_finish(q, state_fd, timeout_ms, ret, err, errlen);
+	if (r < 0)
+		cpr_save_abort(q);
+	return r;
 }
 
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,

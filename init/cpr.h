@@ -25,6 +25,16 @@ struct cpr_stats {
  * the save had stopped it. */
 int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 	     struct cpr_stats *ret, char *err, size_t errlen);
+/* The same in two halves, so several VMs save at once (one blackout):
+ * begin starts the migration, finish waits for it. After a failure of
+ * either, cpr_save_abort cancels and resumes the guest. */
+int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
+		   char *err, size_t errlen);
+int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
+		    char *err, size_t errlen);
+void cpr_save_abort(struct qmp *q);
+/* Resume a guest whose save completed but which must go on (rollback). */
+void cpr_resume(struct qmp *q);
 /* Restore a QEMU started with -incoming defer from state_fd and make sure the
  * guest runs. */
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,

@@ -120,11 +120,11 @@ static void conn_update_events(struct conn *c)
 		c->events = ev;
 }
 
+static void port_timer_cb(int fd, uint32_t events, void *data);
+
 /* The port's host side went away: stop polling it (it would report EPOLLHUP
  * forever) and look again every CTL_RETRY_MS. Pending bytes belong to the old
  * host session and are dropped. */
-static void port_timer_cb(int fd, uint32_t events, void *data);
-
 static void port_disconnected(struct conn *c)
 {
 	int t;

@@ -13,6 +13,7 @@
 #include "cmdline.h"
 #include "ctl_client.h"
 #include "log.h"
+#include "loop.h"
 #include "modules.h"
 #include "mounts.h"
 #include "statefs.h"
@@ -92,6 +93,7 @@ static int pid1_main(void)
 	size_t n = 0;
 	int r, fd;
 
+	o.boot_realtime_ms = realtime_ms();
 	umask(077);
 	r = mounts_early();
 	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);

@@ -25,6 +25,7 @@
 #include "mounts.h"
 #include "probe.h"
 #include "qmp.h"
+#include "update.h"
 
 #define PORT_RETRY_MS    1000
 #define PORT_RETRIES     30
@@ -41,6 +42,7 @@ static struct {
 	int port_timer, port_tries;
 	char port_dev[300];
 	int fdset_probe;     /* 1, 0, or negative errno */
+	char update_error[512];
 } S;
 
 const struct sup_opts *sup_opts(void) { return &S.o; }
@@ -52,6 +54,19 @@ void sup_request(enum sup_action a, int timeout_ms)
 		S.pending = a;
 		S.pending_timeout = timeout_ms;
 	}
+}
+
+struct vm *sup_vms(size_t *ret_n)
+{
+	*ret_n = S.n_vms;
+	return S.vms;
+}
+
+const struct vmconf *sup_config(void) { return S.conf; }
+
+void sup_set_update_error(const char *msg)
+{
+	snprintf(S.update_error, sizeof(S.update_error), "%s", msg);
 }
 
 struct vm *sup_find_vm(const char *name)
@@ -290,6 +305,8 @@ json_object *sup_status_json(void)
 	}
 	json_object_object_add(c, "error", S.config_error[0] ? json_object_new_string(S.config_error) : NULL);
 	json_object_object_add(o, "config", c);
+	json_object_object_add(o, "last_update_error",
+			       S.update_error[0] ? json_object_new_string(S.update_error) : NULL);
 	json_object_object_add(o, "fdset_probe", S.fdset_probe < 0 ? NULL : json_object_new_boolean(S.fdset_probe == 1));
 	for (size_t i = 0; i < S.n_vms; i++)
 		json_object_array_add(vms, vm_status_json(&S.vms[i]));
@@ -363,9 +380,13 @@ int sup_run(const struct sup_opts *o)
 	}
 	load_config();
 	probe_qemu();
+	/* After a kexec: the VMs of the manifest continue on their RAM. */
+	if (o->pid1 && o->state_mounted)
+		update_resume(o->state_dir);
 	for (size_t i = 0; i < S.n_vms; i++) {
 		char err[512];
-		(void)vm_start(&S.vms[i], err, sizeof(err));
+		if (S.vms[i].pid <= 0 && S.vms[i].state != VM_RUNNING)
+			(void)vm_start(&S.vms[i], err, sizeof(err));
 	}
 	for (;;) {
 		r = loop_run_once(-1);
@@ -373,6 +394,7 @@ int sup_run(const struct sup_opts *o)
 			log_errno(LOG_ERR, r, "event loop");
 			(void)loop_run_once(100); /* never spin hot on a persistent error */
 		}
+		update_run_pending();
 		if (S.pending != SUP_NONE) {
 			enum sup_action a = S.pending;
 			if (shutdown_now(a, S.pending_timeout) == 0)

@@ -23,6 +23,7 @@ struct sup_opts {
 	char **modules_loaded;      /* NULL-terminated, or NULL */
 	char **modules_failed;
 	bool liveupdate_cmdline;
+	double boot_realtime_ms;    /* CLOCK_REALTIME when this init started */
 };
 
 enum sup_action { SUP_NONE, SUP_POWEROFF, SUP_REBOOT };
@@ -31,6 +32,10 @@ enum sup_action { SUP_NONE, SUP_POWEROFF, SUP_REBOOT };
 int sup_run(const struct sup_opts *o);
 
 struct vm *sup_find_vm(const char *name);
+struct vm *sup_vms(size_t *ret_n);
+const struct vmconf *sup_config(void);
+/* Record an update failure for status ("last_update_error"). */
+void sup_set_update_error(const char *msg);
 struct json_object *sup_status_json(void);
 /* Ask for a power-off or reboot once the current request is answered;
  * guests get timeout_ms in all to power down before QEMU is told to quit. */

@@ -10,9 +10,9 @@ $(SYSROOT_STAMP): initramfs/sysroot.sh
 	@sh initramfs/sysroot.sh $(SYSROOT)
 	@touch $@
 
+# The script touches the stamp only when it (re)unpacks: a new pinned version.
 $(KSRC_STAMP): initramfs/kernel-src.sh
 	@sh initramfs/kernel-src.sh unpack $(KSRC)
-	@touch $@
 
 # Also rewritten when the sysroot is rebuilt (it starts from the system's headers).
 $(KHDR_STAMP): $(KSRC_STAMP) $(SYSROOT_STAMP)
@@ -21,3 +21,31 @@ $(KHDR_STAMP): $(KSRC_STAMP) $(SYSROOT_STAMP)
 
 sysroot: $(SYSROOT_STAMP)
 headers: $(KHDR_STAMP)
+
+# --- the initramfs (initramfs/mkinitramfs; reproducible, see its header) ---
+# Compression: none|gzip|lz4|zstd (the kernel has all four); none is fastest to
+# boot under TCG so far (environment.md): choose by measuring the blackout.
+INITRAMFS_COMPRESS ?= none
+INITRAMFS       := $(BB)/initramfs.img
+GEN_INIT_CPIO   := $(BB)/kernel-obj/usr/gen_init_cpio
+QEMU_BIN        ?= /usr/bin/qemu-system-x86_64
+INITRAMFS_INPUTS := initramfs/mkinitramfs $(B)/luoinit $(BB)/bzImage $(QEMU_BIN) \
+                   board/$(BOARD)/initramfs-vmconf.json board/$(BOARD)/modules
+# The chosen compression is an input too: rebuild when it changes.
+INITRAMFS_OPT   := $(BB)/initramfs.opt
+$(shell mkdir -p $(BB); [ "$$(cat $(INITRAMFS_OPT) 2>/dev/null)" = "$(INITRAMFS_COMPRESS)" ] || \
+        echo "$(INITRAMFS_COMPRESS)" > $(INITRAMFS_OPT))
+
+$(GEN_INIT_CPIO): $(BB)/bzImage
+	@test -x $@ || $(MAKE) -s -C $(KSRC) O=$(abspath $(BB)/kernel-obj) ARCH=x86 usr/gen_init_cpio
+
+$(INITRAMFS): $(INITRAMFS_INPUTS) $(INITRAMFS_OPT) $(GEN_INIT_CPIO)
+	@echo "initramfs: $@ ($(INITRAMFS_COMPRESS))"
+	@initramfs/mkinitramfs --out $@ --gen-init-cpio $(GEN_INIT_CPIO) --init $(B)/luoinit \
+		--modules-root $(BB)/modules --kernel-release $$(cat $(BB)/kernel.release) \
+		--config board/$(BOARD)/initramfs-vmconf.json --modules-list board/$(BOARD)/modules \
+		--qemu $(QEMU_BIN) --compress $(INITRAMFS_COMPRESS) --list-out $(BB)/initramfs.list
+	@echo "initramfs: $$(stat -c %s $@) bytes"
+
+.PHONY: initramfs
+initramfs: $(INITRAMFS)

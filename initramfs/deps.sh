@@ -11,7 +11,7 @@ pkgs="musl-tools dpkg-dev autoconf automake libtool pkg-config cmake
       gcc make binutils flex bison bc libelf-dev libssl-dev cpio rsync
       xz-utils zstd e2fsprogs libcmocka-dev libkmod-dev libblkid-dev
       libjson-c-dev clang cppcheck clang-tidy gnuplot-nox socat python3
-      kmod file python3-pytest"
+      kmod file python3-pytest lz4"
 qemu_pkgs="qemu-system-x86 qemu-utils"
 QEMU_MIN=10
 

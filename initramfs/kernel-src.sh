@@ -23,6 +23,11 @@ step() { echo "kernel-src: $*"; echo "=== $*" >> "$log"; }
 fail() { echo "kernel-src: FAILED, last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
 
 if [ "$mode" = unpack ]; then
+# Unpacked already at the pinned version: leave the tree (and its stamp) alone,
+# so that editing this script does not rebuild the kernel.
+if [ -f "$srcdir/.stamp" ] && [ "$(cat "$srcdir/.debian-version" 2>/dev/null)" = "$KSRC_PKG=$KSRC_VER" ]; then
+	exit 0
+fi
 : > "$log"
 if [ ! -f "$deb" ]; then
 	step "download $KSRC_PKG $KSRC_VER"
@@ -42,6 +47,7 @@ dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$KSRC_PKG.tar.xz" \
 	| tar -xJ -C "$srcdir.tmp" --strip-components=1 || fail
 mv "$srcdir.tmp" "$srcdir"
 echo "$KSRC_PKG=$KSRC_VER" > "$srcdir/.debian-version"
+touch "$srcdir/.stamp"
 step "unpacked"
 exit 0
 fi

@@ -1,5 +1,60 @@
 # Board qemu-x86_64: kernel, initramfs, state disk, the outer QEMU.
 include board/$(BOARD)/guest/guest.mk
-# TODO(board helper): kernel, state.img, run/start/stop.
-run start stop:
-	@echo "make $@: the board is not built yet" >&2; exit 1
+
+BOARD_DIR := board/$(BOARD)
+
+# --- the board kernel: tinyconfig + kernel.config, out of tree in $(BB)/kernel-obj.
+# Rebuilt only when the fragment, the build script or the kernel source change.
+$(BB)/bzImage: $(BOARD_DIR)/kernel.config $(BOARD_DIR)/build-kernel.sh $(KSRC_STAMP)
+	@sh $(BOARD_DIR)/build-kernel.sh $(KSRC) $(BB)
+	@touch $@
+
+.PHONY: kernel
+kernel: $(BB)/bzImage
+
+# --- a probe initramfs whose /init prints a marker and powers off: checks the
+# kernel reaches user space, and decides whether KVM really works here.
+$(BB)/probe/init: $(BOARD_DIR)/probe-init.c
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) -static -Os -Wall -Wextra -Werror -o $@ $<
+	@strip $@
+$(BB)/probe-initramfs.img: $(BB)/probe/init $(GEN_INIT_CPIO)
+	@printf 'dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nfile /init %s 0755 0 0\n' \
+		$(abspath $<) > $(BB)/probe/list
+	@$(GEN_INIT_CPIO) -t 1735689600 -o $@ $(BB)/probe/list
+# The cached probe: kvm or tcg (rerun it with `rm build/qemu-x86_64/accel`).
+$(BB)/accel: $(BB)/bzImage $(BB)/probe-initramfs.img
+	@sh $(BOARD_DIR)/probe-accel.sh $(QEMU_BIN) $(BB)/bzImage $(BB)/probe-initramfs.img > $@.tmp
+	@mv $@.tmp $@
+
+# --- the state disk: ext4 labelled luoinit-state, made without root (mke2fs -d).
+STATE_IMG ?= $(BB)/state.img
+STATE_SIZE ?= 3G
+STATE_INPUTS := $(BOARD_DIR)/mkstate.sh $(BOARD_DIR)/vmconf.json $(HEARTBEAT) $(BB)/bzImage $(INITRAMFS)
+$(BB)/state.img: $(STATE_INPUTS)
+	@sh $(BOARD_DIR)/mkstate.sh $@ $(STATE_SIZE) $(BOARD_DIR)/vmconf.json $(HEARTBEAT) \
+		$(BB)/bzImage $(INITRAMFS)
+
+.PHONY: state
+state: $(BB)/state.img
+
+# --- running the appliance (board/qemu-x86_64/qemu.sh). The variables let tests
+# run their own copy: make start STATE_IMG=... MGMT_SOCK=... CONSOLE_LOG=... QEMU_PIDFILE=...
+MGMT_SOCK    ?= $(BB)/mgmt.sock
+CONSOLE_LOG  ?= $(BB)/console.log
+QEMU_PIDFILE ?= $(BB)/qemu.pid
+QEMU_APPEND  ?=
+BOARD_RUN_DEPS := $(B)/luoinit $(BB)/bzImage $(INITRAMFS) $(STATE_IMG) $(BB)/accel
+QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BB)/bzImage --initrd $(INITRAMFS) \
+	--state $(STATE_IMG) --socket $(MGMT_SOCK) --console $(CONSOLE_LOG) --pidfile $(QEMU_PIDFILE) \
+	--accel $(BB)/accel --luoinit $(B)/luoinit --append "$(QEMU_APPEND)"
+
+run: $(BOARD_RUN_DEPS)
+	@$(call QEMU_SH,run)
+start: $(BOARD_RUN_DEPS)
+	@$(call QEMU_SH,start)
+# No dependencies: stopping never builds anything.
+stop:
+	@$(call QEMU_SH,stop)
+
+BOARD_TEST_DEPS := $(BB)/bzImage $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT)

@@ -15,7 +15,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 B = os.path.join(ROOT, os.environ.get("B", "build"))
 BB = os.path.join(ROOT, os.environ.get("BB", "build/qemu-x86_64"))
-LUOINIT = os.path.join(B, "luoinit")
+LUOINIT = os.environ.get("LUOINIT") or os.path.join(B, "luoinit")
 GUEST = os.path.join(BB, "heartbeat.elf")
 QEMU = "/usr/bin/qemu-system-x86_64"
 
@@ -182,8 +182,8 @@ class Conn:
         assert reply.get("id") == id_, f"reply id {reply.get('id')!r} != {id_!r}: {reply}"
         return reply
 
-    def cmd(self, execute, timeout=120, **arguments):
-        r = self.request(execute, arguments or None, timeout=timeout)
+    def cmd(self, execute, _timeout=120, **arguments):
+        r = self.request(execute, arguments or None, timeout=_timeout)
         if "error" in r:
             raise CtlError(r["error"])
         assert "return" in r, r
@@ -250,6 +250,9 @@ class Supervisor:
         return read_text(self.log_path)
 
     def serial_path(self, name):
+        for v in (self.config or {}).get("vms", []) if isinstance(self.config, dict) else []:
+            if isinstance(v, dict) and v.get("name") == name and isinstance(v.get("serial"), str):
+                return v["serial"]
         return os.path.join(self.tmp, f"{name}.serial")
 
     def serial(self, name):
@@ -258,9 +261,9 @@ class Supervisor:
     def conn(self, timeout=30):
         return Conn(self.sock_path, timeout)
 
-    def cmd(self, execute, timeout=120, **arguments):
+    def cmd(self, execute, _timeout=120, **arguments):
         with self.conn() as c:
-            r = c.cmd(execute, timeout=timeout, **arguments)
+            r = c.cmd(execute, _timeout=_timeout, **arguments)
         self._remember_from(r)
         return r
 

@@ -1,0 +1,100 @@
+#!/bin/sh
+# The outer QEMU of the qemu-x86_64 board: the appliance VM.
+#   qemu.sh run   [options]   foreground, console on this terminal (Ctrl-A X quits)
+#   qemu.sh start [options]   background; console in --console, pid in --pidfile
+#   qemu.sh stop  [options]   `luoinit ctl poweroff` through --socket, then wait
+#                             for QEMU to exit (killed after --timeout seconds)
+# Options (defaults for build/qemu-x86_64):
+#   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
+#   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
+#   --luoinit BIN  --qemu BIN  --timeout S
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+mode=${1:?usage: qemu.sh run|start|stop [options]}
+shift
+dir=$top/build/qemu-x86_64
+kernel="" initrd="" state="" sock="" console="" pidfile="" accel=""
+cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
+qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--dir) dir=$2 ;;
+	--kernel) kernel=$2 ;;
+	--initrd) initrd=$2 ;;
+	--state) state=$2 ;;
+	--socket) sock=$2 ;;
+	--console) console=$2 ;;
+	--pidfile) pidfile=$2 ;;
+	--accel) accel=$2 ;;
+	--cmdline-file) cmdline_file=$2 ;;
+	--append) extra=$2 ;;
+	--luoinit) luoinit=$2 ;;
+	--qemu) qemu=$2 ;;
+	--timeout) timeout_s=$2 ;;
+	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift 2
+done
+: "${kernel:=$dir/bzImage}" "${initrd:=$dir/initramfs.img}" "${state:=$dir/state.img}"
+: "${sock:=$dir/mgmt.sock}" "${console:=$dir/console.log}" "${pidfile:=$dir/qemu.pid}"
+: "${accel:=$dir/accel}"
+[ -f "$accel" ] && accel=$(cat "$accel")
+case "$accel" in kvm|tcg) ;; *) accel=tcg ;; esac
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+if [ "$mode" = stop ]; then
+	if ! running; then
+		echo "qemu.sh: not running (no live pid in $pidfile)" >&2
+		rm -f "$pidfile"
+		exit 0
+	fi
+	pid=$(cat "$pidfile")
+	"$luoinit" ctl --socket "$sock" poweroff >/dev/null || echo "qemu.sh: poweroff request failed" >&2
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt "$timeout_s" ]; do sleep 1; i=$((i + 1)); done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "qemu.sh: QEMU $pid still running after ${timeout_s}s: killing it" >&2
+		kill "$pid" 2>/dev/null || true
+		sleep 2
+		kill -9 "$pid" 2>/dev/null || true
+		rm -f "$pidfile"
+		exit 1
+	fi
+	rm -f "$pidfile"
+	exit 0
+fi
+
+for f in "$kernel" "$initrd" "$state"; do
+	[ -f "$f" ] || { echo "qemu.sh: missing $f" >&2; exit 1; }
+done
+append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
+append="${append% } $extra"
+
+set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
+	-machine q35 -accel "$accel" -cpu max -smp 2 -m 3G \
+	-kernel "$kernel" -initrd "$initrd" -append "$append" \
+	-drive "file=$state,format=raw,if=none,id=state,cache=writeback" \
+	-device virtio-blk-pci,drive=state \
+	-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
+	-device virtio-serial-pci,id=vser0 \
+	-chardev "socket,id=mgmt,path=$sock,server=on,wait=off" \
+	-device virtserialport,bus=vser0.0,chardev=mgmt,name=luoinit.mgmt
+
+case "$mode" in
+run)
+	exec "$qemu" "$@" -serial mon:stdio ;;
+start)
+	if running; then
+		echo "qemu.sh: already running (pid $(cat "$pidfile"))" >&2
+		exit 1
+	fi
+	rm -f "$sock" "$pidfile"
+	: > "$console"
+	"$qemu" "$@" -serial "file:$console" -daemonize -pidfile "$pidfile"
+	echo "qemu.sh: started ($accel), pid $(cat "$pidfile"), console $console, socket $sock" ;;
+*)
+	echo "qemu.sh: unknown mode $mode" >&2; exit 2 ;;
+esac
