@@ -63,3 +63,13 @@ clean:
 	rm -rf $(B)/musl $(B)/host $(B)/luoinit $(B)/vmconf $(B)/tests
 distclean:
 	rm -rf $(B)
+
+# Static analysis of our own code (not of the sysroot's libraries).
+LINT_SRCS := $(INIT_SRCS) $(VMCONF_SRCS)
+lint: $(SYSROOT_STAMP) $(KHDR_STAMP)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+		--inline-suppr --std=c11 -D_GNU_SOURCE -Iinit -Ivmconf $(LINT_SRCS)
+	clang-tidy --quiet --warnings-as-errors='*' \
+		--checks='-*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition,-clang-analyzer-security.insecureAPI.*,-bugprone-implicit-widening-of-multiplication-result,-clang-analyzer-valist.Uninitialized' \
+		$(LINT_SRCS) -- $(CSTD) -Iinit -Ivmconf -idirafter $(KHDR)/include \
+		$(shell pkg-config --cflags json-c 2>/dev/null)

@@ -165,7 +165,7 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 {
 	json_object *v, *vms;
 	char gen[24], *end;
-	int64_t i64;
+	int64_t i64 = 0;
 
 	if (!json_object_is_type(o, json_type_object))
 		return bad(err, errlen, "not a JSON object");

@@ -159,7 +159,7 @@ int spawn_wait(pid_t pid, int timeout_ms, int *ret_status)
 	} else {
 		/* No pidfd (old kernel): poll waitpid in 10 ms steps. */
 		for (int t = 0; t < timeout_ms; t += 10) {
-			if ((w = waitpid(pid, &status, WNOHANG)) == pid)
+			if (waitpid(pid, &status, WNOHANG) == pid)
 				goto done;
 			(void)poll(NULL, 0, 10);
 		}

@@ -343,8 +343,8 @@ void update_run_pending(void)
 	/* Save all VMs at once: each one's blackout starts at its own migrate. */
 	for (size_t i = 0; i < U.n; i++) {
 		struct pvm *p = &U.p[i];
-		if ((r = open_state(p, e, sizeof(e))) < 0 ||
-		    (r = cpr_save_begin(p->vm->qmp, p->state_fd, U.luo, &p->cs, e, sizeof(e))) < 0)
+		if (open_state(p, e, sizeof(e)) < 0 ||
+		    cpr_save_begin(p->vm->qmp, p->state_fd, U.luo, &p->cs, e, sizeof(e)) < 0)
 			goto save_failed;
 		p->saved = true;
 	}
@@ -410,7 +410,7 @@ void update_run_pending(void)
 		goto failed;
 	}
 	sync();
-	if (fault("umount") || (r = mounts_sync_umount(so->state_dir)) < 0) {
+	if (fault("umount") || mounts_sync_umount(so->state_dir) < 0) {
 		snprintf(what, sizeof(what), "unmounting %s failed", so->state_dir);
 		(void)handoff_consume(U.dir, NULL);
 		goto failed;

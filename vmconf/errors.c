@@ -134,6 +134,16 @@ static void vc_error_take(struct vc *c, const char *expected, char *found)
 	}
 }
 
+bool vc_listing(const struct vc *c)
+{
+	return c->errs && c->n_errors <= VMCONF_MAX_ERRORS;
+}
+
+void vc_error_count(struct vc *c)
+{
+	vc_error_take(c, "", NULL);
+}
+
 void vc_error(struct vc *c, const char *expected, const char *found_fmt, ...)
 {
 	va_list ap;
@@ -161,12 +171,8 @@ static char *vc_shorten(const char *s)
 	n = VC_FOUND_SHOW - 3;
 	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
 		n--;
-	char *r = malloc(n + 4);
-	if (!r)
-		return NULL;
-	memcpy(r, s, n);
-	memcpy(r + n, "...", 4);
-	return r;
+	char *r = NULL;
+	return asprintf(&r, "%.*s...", (int)n, s) < 0 ? NULL : r;
 }
 
 void vc_error_value(struct vc *c, const char *expected, struct json_object *v)

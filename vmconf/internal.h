@@ -10,7 +10,7 @@
 
 struct json_object;
 
-#define VC_PATH_MAX   2048 /* enough for VMCONF_MAX_DEPTH components of VC_KEY_SHOW bytes */
+#define VC_PATH_MAX   2048 /* longer paths (hostile files only) are cut */
 #define VC_KEY_SHOW   64   /* longer keys are shortened in paths */
 #define VC_FOUND_SHOW 40   /* "found" texts are shortened to about this */
 #define VC_MAX_BIGINTS 100
@@ -47,6 +47,10 @@ void vc_error(struct vc *c, const char *expected, const char *found_fmt, ...)
 /* Same, with the JSON text of v (shortened) as found; v == NULL is JSON null. */
 void vc_error_value(struct vc *c, const char *expected, struct json_object *v);
 void vc_error_missing(struct vc *c, const char *expected);
+/* False once the list is full: callers may then skip costly error texts
+ * and only count with vc_error_count(). */
+bool vc_listing(const struct vc *c);
+void vc_error_count(struct vc *c);
 
 /* Escape bytes as a JSON string literal into a malloc'd string, keeping at
  * most max input bytes (then "..." is appended inside the quotes). */
@@ -60,7 +64,7 @@ void vc_scan(struct vc *c, const char *buf, size_t len);
  * (the caller frees it then); returns -ENOMEM or 0. */
 int vc_schema(struct vc *c, struct json_object *root, struct vmconf **ret);
 
-/* "line L, column C (byte N)" for an offset into buf, in a static-free buffer. */
+/* "line L, column C (byte N)" for an offset into buf, written to out. */
 void vc_where(const char *buf, size_t len, size_t off, char *out, size_t outsz);
 
 #endif

@@ -96,7 +96,7 @@ int vmconf_parse_buffer(const char *buf, size_t len, struct vmconf **ret, struct
 	if (!buf && len)
 		return -EINVAL;
 	vc_init(&c, errs);
-	if (len > VMCONF_MAX_FILE) {
+	if (len > (size_t)VMCONF_MAX_FILE) {
 		vc_error(&c, EXP_SIZE, "%zu bytes", len);
 	} else {
 		struct json_object *root = NULL;
@@ -134,7 +134,7 @@ static int vc_io_error(struct vmconf_errors *errs, const char *path, int err, co
 int vmconf_parse_file(const char *path, struct vmconf **ret, struct vmconf_errors *errs)
 {
 	/* One byte more than allowed, to tell "at the limit" from "over it". */
-	size_t cap = VMCONF_MAX_FILE + 1, len = 0;
+	size_t cap = (size_t)VMCONF_MAX_FILE + 1, len = 0;
 	char *buf;
 	int fd, r;
 
@@ -161,7 +161,7 @@ int vmconf_parse_file(const char *path, struct vmconf **ret, struct vmconf_error
 		len += (size_t)n;
 	}
 	close(fd);
-	if (len > VMCONF_MAX_FILE) {
+	if (len > (size_t)VMCONF_MAX_FILE) {
 		free(buf);
 		if (errs) {
 			struct vc c;

@@ -327,9 +327,17 @@ class Supervisor:
 
     # --- the end ---
 
-    def stop(self, timeout=60):
+    def stop(self, timeout=60, graceful=True):
         """SIGTERM, wait, SIGKILL; then kill any QEMU of ours still alive."""
         self.remember_children()
+        if self.proc.poll() is None and graceful:
+            # poweroff timeout=0: the heartbeat guest ignores ACPI anyway.
+            try:
+                with Conn(self.sock_path, timeout=10) as c:
+                    c.request("poweroff", {"timeout": 0}, timeout=30)
+                self.exit_code = self.proc.wait(timeout)
+            except (OSError, EOFError, ValueError, AssertionError, subprocess.TimeoutExpired):
+                pass
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)

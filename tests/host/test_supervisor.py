@@ -121,6 +121,32 @@ def test_vmm_update_of_a_stopped_vm_is_refused(one_vm):
     assert s.vm("vm0")["state"] == "stopped"
 
 
+def test_vmm_update_leaves_no_vmstate_behind(one_vm):
+    """The consumed vmstate is invalidated: neither the restored QEMU nor the
+    supervisor keeps the state memfd once the guest runs again."""
+    s = one_vm()
+    r = s.cmd("vmm-update", name="vm0", _timeout=180)
+    assert r["state"] == "running"
+    s.wait_beats_after("vm0", len(s.serial("vm0")), count=2)
+    sup = [l for l in helpers.fd_links(s.pid).values() if ".vmstate" in l]
+    assert not sup, f"supervisor still holds {sup}"
+    q = [l for l in helpers.fd_links(r["pid"]).values() if ".vmstate" in l]
+    assert not q, f"the restored QEMU still holds the consumed state: {q}"
+
+
+def test_supervisor_fds_do_not_grow_with_updates_and_restarts(one_vm):
+    s = one_vm()
+    s.cmd("vmm-update", name="vm0", _timeout=180)
+    s.cmd("vm-restart", name="vm0", timeout=0)
+    base = helpers.fd_links(s.pid)
+    for _ in range(3):
+        s.cmd("vmm-update", name="vm0", _timeout=180)
+        s.cmd("vm-restart", name="vm0", timeout=0)
+    s.wait_running("vm0")
+    now = helpers.fd_links(s.pid)
+    assert len(now) <= len(base), (sorted(base.values()), sorted(now.values()))
+
+
 # ---- 3. restart policies -----------------------------------------------------
 
 def test_sigkill_restarts_on_failure(one_vm):
@@ -193,6 +219,50 @@ def test_vm_stop_is_not_restarted_by_policy_always(one_vm):
     time.sleep(2.5)
     v = s.vm("vm0")
     assert v["state"] == "stopped" and v["pid"] is None and v["restarts"] == 0, v
+
+
+def test_vm_stop_cancels_a_pending_restart(one_vm):
+    s = one_vm(restart="always")
+    old = s.vm("vm0")["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: s.vm("vm0")["pid"] is None, 30, "QEMU reaped")
+    r = s.cmd("vm-stop", name="vm0", timeout=0)  # within the 1 s back-off
+    assert r["state"] == "stopped", r
+    time.sleep(2.5)
+    v = s.vm("vm0")
+    assert v["state"] == "stopped" and v["pid"] is None, v
+
+
+def test_qemu_that_fails_to_start(supervisors, tmpdir_short):
+    """QEMU refusing its arguments: the VM is failed with QEMU's own words,
+    the supervisor carries on."""
+    s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu_args=["-no-such-option"]),
+                                vm_config("vm1", tmpdir_short, memory_mib=32)))
+    v = wait_for(lambda: (lambda v: v if v["state"] == "failed" else None)(s.vm("vm0")), 60, "vm0 failed")
+    assert v["pid"] is None and "no-such-option" in (v["last_error"] or ""), v
+    s.wait_running("vm1")
+    with pytest.raises(CtlError) as e:
+        s.cmd("vm-start", name="vm0")
+    assert "no-such-option" in e.value.desc, e.value.desc
+    assert s.vm("vm1")["state"] == "running"
+
+
+def test_serial_to_log_and_vm_log_ring(supervisors, tmpdir_short):
+    s = supervisors(config=conf(vm_config("vm0", tmpdir_short, serial="log")))
+    s.wait_running("vm0")
+    wait_for(lambda: len(beats(s.log())) >= 3, 60, "heartbeats in the supervisor log")
+    assert "vm0 serial: heartbeat" in s.log()
+    log = s.cmd("vm-log", name="vm0", bytes=300)["log"]
+    assert 0 < len(log.encode()) <= 300 and beats(log), log
+    assert all(p == "ok" for _, p in beats(log))
+
+
+def test_qemu_stderr_is_forwarded_with_the_vm_name(one_vm):
+    s = one_vm(restart="never")
+    os.kill(s.vm("vm0")["pid"], signal.SIGTERM)
+    wait_for(lambda: "terminating on signal 15" in s.log(), 30, "QEMU's stderr in the log")
+    line = [l for l in s.log().splitlines() if "terminating on signal 15" in l][0]
+    assert "vm0" in line, line
 
 
 # ---- 4. bad configurations ---------------------------------------------------

@@ -448,6 +448,23 @@ static void test_error_cap(void **state)
 	/* errs may be NULL: the result is the same. */
 	assert_int_equal(vmconf_parse_buffer(big, strlen(big), &c, NULL), -EINVAL);
 	free(big);
+
+	/* 100000 copies of one key: listed up to the cap, and quickly (no
+	 * line counting per copy). */
+	size_t n = 100000;
+	big = malloc(n * 7 + 64);
+	o = (size_t)sprintf(big, "{\"version\": 1, \"x\": {");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)sprintf(big + o, "%s\"a\": 1", i ? "," : "");
+	strcpy(big + o, "}}");
+	assert_int_equal(vmconf_parse_buffer(big, strlen(big), &c, &errs), -EINVAL);
+	assert_int_equal(errs.n, VMCONF_MAX_ERRORS + 1);
+	s = vmconf_error_format(&errs.v[0]);
+	assert_string_equal(s, "x.a: expected a key that appears once in its object, got it again at line 1, column 29 (byte 28)");
+	free(s);
+	vmconf_errors_clear(&errs);
+	assert_int_equal(vmconf_parse_buffer(big, strlen(big), &c, NULL), -EINVAL);
+	free(big);
 }
 
 /* ---- hostile input ---- */

@@ -1,0 +1,425 @@
+"""The control protocol (design.md §4) of `luoinit --host` over a raw Unix socket,
+and `luoinit ctl`: every bad request gets an error reply, the connection and the
+supervisor carry on, the guest keeps beating."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from helpers import beats, wait_for
+
+LINE_MAX = 64 * 1024
+
+
+@pytest.fixture
+def sup(one_vm):
+    return one_vm()
+
+
+def still_beating(s, name="vm0"):
+    n = len(s.serial(name))
+    s.wait_beats_after(name, n, count=2)
+    v = s.vm(name)
+    assert v["state"] == "running" and helpers.alive(v["pid"]), v
+    assert s.proc.poll() is None
+
+
+def err_of(reply):
+    assert "error" in reply and "return" not in reply, reply
+    e = reply["error"]
+    assert isinstance(e.get("class"), str) and e["class"], reply
+    assert isinstance(e.get("desc"), str) and e["desc"], reply
+    return e
+
+
+# ---- requests that are well-formed JSON but wrong --------------------------
+
+BAD_REQUESTS = [
+    # (request, class, words the desc must contain)
+    ({"execute": "no-such-command"}, "CommandNotFound", ["no-such-command"]),
+    ({"execute": "vm-stop"}, "GenericError", ["name", "missing"]),
+    ({"execute": "vm-stop", "arguments": {"name": 5}}, "GenericError", ["name", "string"]),
+    ({"execute": "vm-stop", "arguments": {"name": "vm0", "force": True}}, "GenericError", ["force"]),
+    ({"execute": "vm-start", "arguments": {"name": "nope"}}, "DeviceNotFound", ["nope"]),
+    ({"execute": "vmm-update", "arguments": {"name": "nope"}}, "DeviceNotFound", ["nope"]),
+    ({"execute": "vm-log", "arguments": {"name": "vm0", "bytes": "9"}}, "GenericError", ["bytes"]),
+    ({"execute": "vm-log", "arguments": {"name": "vm0", "bytes": -1}}, "GenericError", ["bytes"]),
+    ({"execute": "vm-log", "arguments": {"name": "vm0", "bytes": 1 << 40}}, "GenericError", ["bytes"]),
+    ({"execute": "vm-stop", "arguments": {"name": "vm0", "timeout": "0"}}, "GenericError", ["timeout"]),
+    ({"execute": "vm-stop", "arguments": {"name": "vm0", "timeout": 1.5}}, "GenericError", ["timeout"]),
+    ({"execute": "poweroff", "arguments": {"timeout": -1}}, "GenericError", ["timeout"]),
+    ({"execute": "reboot", "arguments": {"now": True}}, "GenericError", ["now"]),
+    ({"execute": "status", "arguments": {"verbose": True}}, "GenericError", ["verbose"]),
+    ({"execute": "status", "arguments": []}, "GenericError", ["arguments"]),
+    ({"execute": 42}, "GenericError", ["execute"]),
+    ({"arguments": {}}, "GenericError", ["execute"]),
+    ({"execute": "update"}, "GenericError", ["update"]),
+    ({"execute": "update", "arguments": {"kernel": "/nonexistent/vmlinuz"}}, "GenericError", ["update"]),
+]
+
+
+@pytest.mark.parametrize("req,cls,words", BAD_REQUESTS,
+                         ids=[f"{i}-{r.get('execute')}" for i, (r, _, _) in enumerate(BAD_REQUESTS)])
+def test_bad_request_gets_an_error_and_the_connection_carries_on(sup, req, cls, words):
+    with sup.conn() as c:
+        for i in range(2):  # twice on the same connection
+            msg = dict(req, id=f"bad-{i}")
+            c.send_raw(json.dumps(msg).encode() + b"\n")
+            r = c.read_msg(60)
+            assert r.get("id") == f"bad-{i}", r
+            e = err_of(r)
+            assert e["class"] == cls, r
+            for w in words:
+                assert w in e["desc"], (w, r)
+        # The same connection still serves a good request.
+        st = c.cmd("status")
+        assert st["vms"][0]["state"] == "running"
+    assert sup.vm("vm0")["state"] == "running"
+
+
+def test_update_is_refused_in_host_mode(sup):
+    r = sup.request("update", id_="upd")
+    e = err_of(r)
+    assert r["id"] == "upd"
+    assert "not" in e["desc"] and ("host" in e["desc"] or "implemented" in e["desc"]), e
+    still_beating(sup)
+
+
+# ---- ids -------------------------------------------------------------------
+
+@pytest.mark.parametrize("id_", ["abc", 7, -3, 0, 2.5, True, {"a": [1, "x"]}, [1, 2], "ü ☃", ""],
+                         ids=lambda v: type(v).__name__ + ":" + repr(v)[:10])
+def test_id_is_echoed(sup, id_):
+    with sup.conn() as c:
+        c.send_raw(json.dumps({"execute": "status", "id": id_}).encode() + b"\n")
+        r = c.read_msg()
+        assert "return" in r and r["id"] == id_, r
+        c.send_raw(json.dumps({"execute": "nope", "id": id_}).encode() + b"\n")
+        r = c.read_msg()
+        assert "error" in r and r["id"] == id_, r
+
+
+def test_null_id_is_echoed(sup):
+    """QMP echoes the id as given; a JSON null is a valid id."""
+    with sup.conn() as c:
+        c.send_raw(b'{"execute": "status", "id": null}\n')
+        r = c.read_msg()
+        assert "return" in r
+        assert "id" in r and r["id"] is None, f"id null not echoed: keys {sorted(r)}"
+
+
+def test_no_id_no_id_in_reply(sup):
+    with sup.conn() as c:
+        c.send_raw(b'{"execute": "status"}\n')
+        r = c.read_msg()
+        assert "return" in r and "id" not in r, sorted(r)
+
+
+# ---- bytes that are not a request ---------------------------------------------
+
+JUNK = [
+    b'{"execute": "status"',                 # truncated
+    b'{"execute": "status",}',               # trailing comma
+    b"{'execute': 'status'}",                 # not JSON
+    b"[1, 2, 3]",                             # not an object
+    b'"status"',
+    b"42",
+    b"null",
+    b'{"execute": "status"} {"execute": "status"}',  # two on one line
+    b"\x00\x01\x02\xff\xfe\xfd junk \x80\x81",
+    b'{"execute": "st\xc3\x28tus"}',          # invalid UTF-8
+    b"[" * 5000 + b"]" * 5000,                # nesting
+    b"\x1b[2J\x1b[H",                         # terminal escapes
+]
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=[f"junk{i}" for i in range(len(JUNK))])
+def test_junk_gets_an_error_and_the_connection_carries_on(sup, junk):
+    with sup.conn() as c:
+        c.send_raw(junk + b"\n")
+        r = c.read_msg(60)
+        e = err_of(r)
+        assert e["class"] == "GenericError", r
+        # Then a good request on the same connection.
+        c.send_raw(b'{"execute": "status", "id": "after"}\n')
+        r = c.read_msg(60)
+        assert r.get("id") == "after" and "return" in r, r
+
+
+def test_junk_with_nul_is_described_as_malformed(sup):
+    with sup.conn() as c:
+        c.send_raw(b"\x00\xff\xfe junk\n")
+        e = err_of(c.read_msg())
+        assert "malformed" in e["desc"].lower() or "invalid" in e["desc"].lower(), e
+
+
+def test_blank_lines_are_ignored(sup):
+    with sup.conn() as c:
+        c.send_raw(b"\n\r\n   \n\t\n" + b'{"execute": "status", "id": 1}\n')
+        r = c.read_msg()
+        assert r.get("id") == 1 and "return" in r, r
+
+
+def test_crlf_and_pipelined_requests(sup):
+    with sup.conn() as c:
+        c.send_raw(b"".join(json.dumps({"execute": "status", "id": i}).encode() + b"\r\n" for i in range(20)))
+        ids = [c.read_msg()["id"] for _ in range(20)]
+        assert ids == list(range(20))
+
+
+def test_request_split_across_writes(sup):
+    with sup.conn() as c:
+        data = json.dumps({"execute": "vm-log", "arguments": {"name": "vm0", "bytes": 100}, "id": "split"}).encode()
+        for i in range(0, len(data), 7):
+            c.send_raw(data[i:i + 7])
+            time.sleep(0.01)
+        c.send_raw(b"\n")
+        r = c.read_msg()
+        assert r["id"] == "split" and "log" in r["return"], r
+
+
+def test_last_request_without_newline_before_eof(sup):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(sup.sock_path)
+    s.sendall(b'{"execute": "status", "id": "eof"}')
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    r = json.loads(data.splitlines()[0])
+    assert r["id"] == "eof" and "return" in r, r
+
+
+# ---- line length ---------------------------------------------------------------
+
+def padded(req, total):
+    """A request line of exactly `total` bytes before its newline."""
+    b = json.dumps(req).encode()
+    assert len(b) <= total
+    return b + b" " * (total - len(b))
+
+
+def test_line_of_64k_is_served(sup):
+    with sup.conn() as c:
+        c.send_raw(padded({"execute": "status", "id": "max"}, LINE_MAX) + b"\n")
+        r = c.read_msg()
+        assert r.get("id") == "max" and "return" in r, r
+
+
+@pytest.mark.parametrize("size", [LINE_MAX + 1, LINE_MAX + 3, 200 * 1024, 4 * 1024 * 1024])
+def test_oversized_line_gets_an_error_and_the_connection_carries_on(sup, size):
+    with sup.conn() as c:
+        big = padded({"execute": "status", "id": "big"}, size)
+        c.send_raw(big + b"\n" + b'{"execute": "status", "id": "next"}\n')
+        r = c.read_msg(60)
+        e = err_of(r)
+        assert "longer" in e["desc"] or "too long" in e["desc"] or "65536" in e["desc"], r
+        assert r.get("id") != "big"  # the oversized request itself was not run
+        r = c.read_msg(60)
+        assert r.get("id") == "next" and "return" in r, r
+        # Exactly one error for one oversized line.
+        c.send_raw(b'{"execute": "status", "id": "third"}\n')
+        assert c.read_msg(60).get("id") == "third"
+    still_beating(sup)
+
+
+def test_oversized_line_without_newline_then_close(sup):
+    with sup.conn() as c:
+        try:
+            c.send_raw(b"x" * (300 * 1024))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    still_beating(sup)
+
+
+# ---- many clients, stalled clients, abrupt disconnects ------------------------------
+
+def test_stalled_and_vanishing_clients_do_not_block_others(sup):
+    stalled = sup.conn()
+    stalled.send_raw(b'{"execute": "status", "id": "half')  # never finished
+    quiet = sup.conn()                                       # never says anything
+    for _ in range(10):                                      # send and hang up without reading
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sup.sock_path)
+        s.sendall(b'{"execute": "status"}\n' * 50)
+        s.close()
+    t0 = time.monotonic()
+    st = sup.status()
+    assert time.monotonic() - t0 < 10
+    assert st["vms"][0]["state"] == "running"
+    # The stalled one can still finish its request.
+    stalled.send_raw(b'"}\n')
+    assert stalled.read_msg()["id"] == "half"
+    stalled.close()
+    quiet.close()
+    still_beating(sup)
+
+
+def test_client_reading_nothing_of_large_replies(sup):
+    """A client that floods requests with big replies and never reads must not
+    wedge the supervisor."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sup.sock_path)
+    s.setblocking(False)
+    req = json.dumps({"execute": "vm-log", "arguments": {"name": "vm0", "bytes": 65536}}).encode() + b"\n"
+    sent = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sent < 4000:
+        try:
+            s.send(req)
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    t0 = time.monotonic()
+    assert sup.status()["vms"][0]["state"] == "running"
+    assert time.monotonic() - t0 < 10
+    s.close()
+    still_beating(sup)
+
+
+def test_other_clients_are_served_while_a_vm_stops(sup):
+    """A vm-stop waiting for a guest that ignores ACPI must not make the
+    supervisor deaf: other clients (status) are still answered."""
+    with sup.conn() as a:
+        a.send_raw(b'{"execute": "vm-stop", "arguments": {"name": "vm0", "timeout": 5}, "id": "stop"}\n')
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        sup.status()
+        took = time.monotonic() - t0
+        r = a.read_msg(60)
+        assert r["id"] == "stop" and r["return"]["state"] == "stopped", r
+    assert took < 2, f"status waited {took:.1f} s for a vm-stop on another connection"
+
+
+def test_socket_is_private(sup):
+    st = os.stat(sup.sock_path)
+    assert st.st_mode & 0o777 == 0o600, oct(st.st_mode)
+    assert st.st_uid == os.geteuid()
+
+
+# ---- luoinit ctl -------------------------------------------------------------------
+
+def test_ctl_success_prints_the_return(sup):
+    r = sup.ctl("status")
+    assert r.returncode == 0, r
+    st = json.loads(r.stdout)
+    assert st["vms"][0]["name"] == "vm0" and st["mode"] == "host"
+    assert r.stderr == ""
+    r = sup.ctl("vm-log", "name=vm0", "bytes=200")
+    assert r.returncode == 0, r
+    log = json.loads(r.stdout)["log"]
+    assert len(log.encode()) <= 200 and beats(log), log
+    r = sup.ctl("vm-log", "name=vm0", "bytes:=50")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["log"].encode()) <= 50, r
+
+
+def test_ctl_socket_option_forms(sup):
+    for args in (["--socket=" + sup.sock_path, "status"], ["--timeout", "30", "--socket", sup.sock_path, "status"]):
+        r = subprocess.run([helpers.LUOINIT, "ctl", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and json.loads(r.stdout)["mode"] == "host", r
+
+
+@pytest.mark.parametrize("args,words", [
+    (["no-such-command"], ["unknown command", "no-such-command"]),
+    (["vm-stop"], ["missing", "name"]),
+    (["vm-stop", "name=nope"], ["nope"]),
+    (["vm-stop", "name=vm0", "force=true"], ["force"]),
+    (["vm-log", "name=vm0", "bytes=lots"], ["bytes"]),
+    (["update"], ["update"]),
+])
+def test_ctl_error_exits_1_with_desc_on_stderr(sup, args, words):
+    r = sup.ctl(*args)
+    assert r.returncode == 1, r
+    assert r.stdout == "", r
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+    assert r.stderr.count("\n") == 1, r.stderr  # just the desc
+    assert sup.vm("vm0")["state"] == "running"
+
+
+@pytest.mark.parametrize("args", [
+    [],                               # no command
+    ["status", "notkeyvalue"],
+    ["status", "=x"],
+    ["status", "a=1", "a=2"],
+    ["status", "a:={bad json"],
+    ["--bogus", "status"],
+    ["--timeout", "soon", "status"],
+    ["--socket"],
+])
+def test_ctl_usage_errors_exit_2(sup, args):
+    cmd = [helpers.LUOINIT, "ctl"]
+    if args and args[0] != "--socket":
+        cmd += ["--socket", sup.sock_path]
+    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert r.stderr.strip(), r
+    assert r.stdout == "", r
+
+
+def test_ctl_cannot_connect_exits_1(built, tmpdir_short):
+    path = os.path.join(tmpdir_short, "no.sock")
+    r = subprocess.run([helpers.LUOINIT, "ctl", "--socket", path, "status"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1, r
+    assert path in r.stderr and "No such file" in r.stderr, r
+
+
+def test_ctl_times_out_on_a_silent_server(built, tmpdir_short):
+    path = os.path.join(tmpdir_short, "silent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([helpers.LUOINIT, "ctl", "--socket", path, "--timeout", "1", "status"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r
+        assert "no reply" in r.stderr, r
+        assert time.monotonic() - t0 < 20
+    finally:
+        srv.close()
+
+
+def test_ctl_ignores_events_and_other_replies(built, tmpdir_short):
+    """On a shared stream (the management port) the CLI waits for the reply
+    with its own id, skipping events and others' replies."""
+    path = os.path.join(tmpdir_short, "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    proc = subprocess.Popen([helpers.LUOINIT, "ctl", "--socket", path, "status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        srv.settimeout(30)
+        conn, _ = srv.accept()
+        conn.settimeout(30)
+        buf = b""
+        while b"}\n" not in buf:
+            buf += conn.recv(4096)
+        req = json.loads([l for l in buf.splitlines() if l.strip()][0])
+        assert req["execute"] == "status" and isinstance(req["id"], str)
+        conn.sendall(b'{"event": "X", "data": {}, "timestamp": {"seconds": 1, "microseconds": 2}}\n'
+                     b'{"return": {"other": 1}, "id": "someone-else"}\n'
+                     b'garbage line\n' +
+                     json.dumps({"return": {"mine": True}, "id": req["id"]}).encode() + b"\n")
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (out, err)
+        assert json.loads(out) == {"mine": True}
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        srv.close()
