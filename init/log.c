@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,30 @@ static const char *level_name(enum log_level l)
 	}
 }
 
+/* The loop must never block on a slow console or an unread pipe: write only
+ * when the fd has room, else count the message as dropped and say so once it
+ * has room again. /dev/kmsg never blocks. */
+static void log_write(const char *buf, size_t len)
+{
+	static unsigned long dropped;
+	struct pollfd p = { .fd = log_fd, .events = POLLOUT };
+
+	if (!log_kmsg && (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))) {
+		dropped++;
+		return;
+	}
+	if (dropped) {
+		char note[96];
+		int n = snprintf(note, sizeof(note), "luoinit: %lu log message(s) dropped (log output was full)\n",
+				 dropped);
+		dropped = 0;
+		if (n > 0)
+			(void)!write(log_fd, note, (size_t)n);
+	}
+	/* Nothing useful can be done when the log itself fails. */
+	(void)!write(log_fd, buf, len);
+}
+
 static void log_v(enum log_level l, int err, const char *fmt, va_list ap)
 {
 	char buf[1024];
@@ -71,8 +96,7 @@ static void log_v(enum log_level l, int err, const char *fmt, va_list ap)
 	if (len >= sizeof(buf) - 1)
 		len = sizeof(buf) - 2;
 	buf[len++] = '\n';
-	/* Nothing useful can be done when the log itself fails. */
-	(void)!write(log_fd, buf, len);
+	log_write(buf, len);
 }
 
 void log_msg(enum log_level l, const char *fmt, ...)

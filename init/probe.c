@@ -11,21 +11,25 @@
 #include "log.h"
 #include "ram.h"
 #include "spawn.h"
+#include "vmconf.h"
 
 #define PROBE_TIMEOUT 20000
 
-int probe_fdset(const char *qemu)
+/* Start QEMU with extra (NULL-terminated) and a 2 MiB memfd at fd 4; 1 when
+ * it reaches its QMP greeting, 0 when it exits first, -errno when it cannot run. */
+static int probe_run(const char *qemu, const char *const *extra)
 {
-	char *argv[] = { (char *)qemu, "-nodefaults", "-no-user-config", "-display", "none",
-			 "-machine", "none", "-S",
-			 "-add-fd", "fd=4,set=1",
-			 "-object", "memory-backend-file,id=probe,size=2M,mem-path=/dev/fdset/1,share=on",
-			 "-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
-			 NULL };
+	char *argv[32] = { (char *)qemu, "-nodefaults", "-no-user-config", "-display", "none",
+			   "-machine", "none", "-S",
+			   "-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control" };
+	size_t n = 12;
 	int sp[2], memfd, st, r, yes = 0;
 	pid_t pid;
 	char buf[16];
 
+	for (size_t i = 0; extra[i] && n < 31; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
 	memfd = ram_create("probe", 2);
 	if (memfd < 0)
 		return memfd;
@@ -56,4 +60,20 @@ int probe_fdset(const char *qemu)
 	(void)kill(pid, SIGKILL);
 	(void)spawn_wait(pid, 5000, &st);
 	return yes;
+}
+
+int probe_fdset(const char *qemu)
+{
+	static const char *const extra[] = {
+		"-add-fd", "fd=4,set=1",
+		"-object", "memory-backend-file,id=probe,size=2M,mem-path=/dev/fdset/1,share=on", NULL };
+
+	return probe_run(qemu, extra);
+}
+
+int probe_sandbox(const char *qemu)
+{
+	static const char *const extra[] = { "-sandbox", VMCONF_SANDBOX_OPTS, NULL };
+
+	return probe_run(qemu, extra);
 }

@@ -233,11 +233,23 @@ static void load_config(void)
 static void probe_qemu(void)
 {
 	const char *qemu = NULL;
+	bool any_auto = false;
+	int r;
 
 	for (size_t i = 0; i < S.n_vms; i++)
-		if (S.vms[i].conf->ram_backing == VMCONF_RAM_AUTO)
+		if (S.vms[i].conf->ram_backing == VMCONF_RAM_AUTO) {
 			qemu = S.vms[i].conf->qemu;
+			any_auto = true;
+		}
+	if (!qemu && S.n_vms)
+		qemu = S.vms[0].conf->qemu;
 	if (!qemu)
+		return;
+	r = probe_sandbox(qemu);
+	vm_env.sandbox = r == 1;
+	log_info("%s %s -sandbox (seccomp)%s", qemu, vm_env.sandbox ? "supports" : "does not support",
+		 vm_env.sandbox ? ": QEMU runs confined" : "");
+	if (!any_auto)
 		return;
 	S.fdset_probe = probe_fdset(qemu);
 	vm_env.fdset_ok = S.fdset_probe == 1;
@@ -307,6 +319,7 @@ json_object *sup_status_json(void)
 	json_object_object_add(o, "config", c);
 	json_object_object_add(o, "last_update_error",
 			       S.update_error[0] ? json_object_new_string(S.update_error) : NULL);
+	json_object_object_add(o, "sandbox", json_object_new_boolean(vm_env.sandbox));
 	json_object_object_add(o, "fdset_probe", S.fdset_probe < 0 ? NULL : json_object_new_boolean(S.fdset_probe == 1));
 	for (size_t i = 0; i < S.n_vms; i++)
 		json_object_array_add(vms, vm_status_json(&S.vms[i]));

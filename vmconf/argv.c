@@ -165,7 +165,7 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 	}
 	if (o->sandbox) {
 		argv_add(&a, "-sandbox");
-		argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+		argv_add(&a, VMCONF_SANDBOX_OPTS);
 	}
 	if (o->firmware_dir) {
 		argv_add(&a, "-L");

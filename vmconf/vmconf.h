@@ -13,6 +13,9 @@
 #define VMCONF_MAX_FILE   (1024 * 1024) /* bytes a config file may have */
 #define VMCONF_MAX_DEPTH  16            /* JSON nesting accepted */
 #define VMCONF_NAME_MAX   32
+/* QEMU's seccomp filter: no obsolete syscalls, no setuid, no fork/exec, no
+ * scheduler or affinity changes. */
+#define VMCONF_SANDBOX_OPTS "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #define VMCONF_MAX_VMS    64
 #define VMCONF_MAX_DISKS  16
 #define VMCONF_MAX_QEMU_ARGS 64
@@ -97,7 +100,7 @@ struct vmconf_argv_opts {
 	int qmp_fd;                  /* connected socket for QMP (>= 3) */
 	int serial_fd;               /* connected socket for the first serial port, or -1 for none */
 	bool incoming_defer;         /* add "-incoming defer" */
-	bool sandbox;                /* add "-sandbox on,..." */
+	bool sandbox;                /* add "-sandbox VMCONF_SANDBOX_OPTS" */
 	const char *firmware_dir;    /* "-L DIR", or NULL */
 };
 

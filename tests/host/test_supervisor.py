@@ -47,6 +47,10 @@ def test_vm_starts_and_beats(one_vm):
     assert [n for n, _ in b[:5]] == [0, 1, 2, 3, 4]
     st = s.status()
     assert st["mode"] == "host" and st["pid1"] is False and st["pid"] == s.pid
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        assert st["boot_id"] == f.read().strip()
+    assert st["kernel"] == os.uname().release
+    assert st["luo"] is os.path.exists("/dev/liveupdate")
     assert st["config"]["ok"] is True and st["config"]["errors"] == [] and st["config"]["error"] is None
     assert st["config"]["path"] == s.config_path
     # Debian's QEMU 10.0.2 opens mem-path with plain open(): /dev/fdset/N fails.
@@ -291,6 +295,27 @@ def test_bad_config_keeps_serving(supervisors, tmpdir_short):
     assert s.status()["config"]["ok"] is False
 
 
+@pytest.mark.parametrize("mutate,field", [
+    (lambda c: c["vms"].append(dict(c["vms"][0])), "vms[1].name"),
+    (lambda c: c.update(version=2), "version"),
+    (lambda c: c["vms"][0].update(vcpus=0), "vms[0].vcpus"),
+    (lambda c: c["vms"][0].update(memory_mib=15), "vms[0].memory_mib"),
+    (lambda c: c["vms"][0].update(restart="sometimes"), "vms[0].restart"),
+    (lambda c: c["vms"][0].update(ram_backing="hugepages"), "vms[0].ram_backing"),
+    (lambda c: c["vms"][0].update(qemu_args=["-s", 1]), "vms[0].qemu_args[1]"),
+    (lambda c: c["vms"][0].pop("vcpus"), "vms[0].vcpus"),
+], ids=["dup-name", "version", "vcpus0", "mem15", "restart", "ram_backing", "qemu_args", "no-vcpus"])
+def test_bad_config_errors_name_the_field(supervisors, tmpdir_short, mutate, field):
+    c = conf(vm_config("vm0", tmpdir_short))
+    mutate(c)
+    s = supervisors(config=c)
+    st = s.status()
+    assert st["config"]["ok"] is False and st["vms"] == [], st["config"]
+    assert any(e.startswith(field + ":") or e.startswith(field + " ") for e in st["config"]["errors"]), \
+        (field, st["config"]["errors"])
+    assert helpers.descendants(s.pid) == []
+
+
 def test_missing_config_keeps_serving(supervisors, tmpdir_short):
     path = os.path.join(tmpdir_short, "does-not-exist.json")
     s = supervisors(config_path=path)
@@ -474,6 +499,18 @@ while True:
 '''
 
 
+def fake_runs(path):
+    """[(is_probe, uses_fdset)] for each run of the fake QEMU."""
+    import json
+    out = []
+    for line in helpers.read_text(path).splitlines():
+        if line.startswith("argv "):
+            argv = json.loads(line[5:])
+            probe = any(a == "none" and argv[i - 1] == "-machine" for i, a in enumerate(argv) if i)
+            out.append((probe, any("/dev/fdset/" in a for a in argv)))
+    return out
+
+
 def test_fdset_probe_debian_qemu_says_no(one_vm):
     s = one_vm()
     st = s.status()
@@ -504,9 +541,10 @@ def test_fdset_probe_fake_qemu_says_yes(supervisors, tmpdir_short, monkeypatch):
         argv = [a.decode() for a in f.read().split(b"\0")]
     assert any("mem-path=/dev/fdset/" in a for a in argv), argv
     assert "-add-fd" in argv, argv
-    flog = helpers.read_text(fake_log)
-    # The probe ran (-machine none) and then the VM.
-    assert flog.count("argv") >= 2, flog
+    runs = fake_runs(fake_log)
+    # The fdset probe ran (-machine none), then the VM.
+    assert any(probe and fdset for probe, fdset in runs), runs
+    assert any(not probe and fdset for probe, fdset in runs), runs
     r = s.cmd("vm-stop", name="vm0", timeout=0)
     assert r["state"] == "stopped", r
 
@@ -522,8 +560,9 @@ def test_explicit_procfd_skips_the_probe(supervisors, tmpdir_short, monkeypatch)
     s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu=fake, ram_backing="procfd")))
     v = s.wait_running("vm0")
     assert v["ram_backing"] == "procfd", v
-    flog = helpers.read_text(fake_log)
-    assert flog.count("argv") == 1 and "/dev/fdset" not in flog, flog
+    runs = fake_runs(fake_log)
+    assert not any(fdset for _, fdset in runs), runs
+    assert [r for r in runs if not r[0]] == [(False, False)], runs
 
 
 # ---- 8. poweroff and SIGTERM -------------------------------------------------
@@ -576,12 +615,35 @@ def test_poweroff_with_grace_period(one_vm):
 
 
 def test_supervisor_killed_takes_qemu_along(one_vm):
-    """--host is not PID 1: if the supervisor dies hard, its QEMUs must not linger."""
+    """--host is not PID 1: if the supervisor dies hard, its QEMUs must not
+    linger; a new supervisor on the same state dir replaces the stale socket."""
     s = one_vm()
     pid = s.vm("vm0")["pid"]
     s.proc.kill()
     s.proc.wait(30)
     wait_for(lambda: not alive(pid), 15, "QEMU to die with its supervisor")
+    assert os.path.exists(s.sock_path)  # stale, nobody listening
+    s2 = helpers.Supervisor(s.tmp, config_path=s.config_path, log_level="debug")
+    s2.config = s.config
+    try:
+        v = s2.wait_running("vm0")
+        assert v["pid"] != pid
+    finally:
+        assert s2.stop() == 0
+        assert not s2.reap_leftovers()
+
+
+@pytest.mark.parametrize("how", ["reboot", "SIGUSR2", "SIGINT"])
+def test_other_ways_to_stop_exit_0(one_vm, how):
+    s = one_vm()
+    pid = s.vm("vm0")["pid"]
+    if how == "reboot":
+        assert s.ctl("reboot", "timeout=0").returncode == 0
+    else:
+        s.proc.send_signal(getattr(signal, how))
+    assert s.proc.wait(60) == 0, s.log()[-2000:]
+    wait_for(lambda: not alive(pid), 10, "QEMU to go")
+    assert not os.path.exists(s.sock_path)
 
 
 def test_host_usage_errors(built, tmpdir_short):
