@@ -423,3 +423,30 @@ def test_ctl_ignores_events_and_other_replies(built, tmpdir_short):
             proc.kill()
             proc.wait()
         srv.close()
+
+
+# ---- replies are valid JSON whatever the guest prints --------------------------
+
+@pytest.mark.parametrize("junk", [b"bin\x00ary\n", b"bad utf-8 \xff\xfe \xc3\n", b"\xe2\x98"],
+                         ids=["nul", "invalid-utf8", "split-char"])
+def test_vm_log_with_binary_guest_output(sup, junk):
+    """A guest may print any byte. vm-log must still return a valid (UTF-8)
+    JSON reply holding the most recent lines, not stop at a NUL."""
+    # Append to the serial log as the guest's output would be (O_APPEND on both sides).
+    with open(sup.serial_path("vm0"), "ab") as f:
+        f.write(junk)
+    n = len(sup.serial("vm0"))
+    sup.wait_beats_after("vm0", n, count=3)
+    with sup.conn() as c:
+        c.send_raw(b'{"execute": "vm-log", "arguments": {"name": "vm0", "bytes": 400}, "id": "bin"}\n')
+        line = c.read_line()
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        pytest.fail(f"vm-log reply is not UTF-8 ({e}): {line[-200:]!r}")
+    r = json.loads(text)
+    log = r["return"]["log"]
+    latest = beats(sup.serial("vm0")[n:])
+    got = beats(log)
+    assert got and got[-1][0] >= latest[2][0], f"vm-log misses the latest lines: {log[-300:]!r}"
+    still_beating(sup)

@@ -1,0 +1,75 @@
+# libFuzzer targets (clang, ASan + UBSan) for the untrusted-input parsers:
+#   vmconf     vmconf_parse_buffer + the argv builder   (tests/fuzz/fuzz_vmconf.c)
+#   ctl_proto  one control request line + the replies   (tests/fuzz/fuzz_ctl_proto.c)
+#   qmp        the QMP client against a fake QEMU       (tests/fuzz/fuzz_qmp.c)
+#
+#   make fuzz                    each target for FUZZ_TIME seconds; fails on any
+#                                crash, leak, UB, timeout or failed check
+#   make fuzz FUZZ_TIME=600      longer
+#   make fuzz FUZZ_TARGETS=qmp   only some
+#   make fuzz-build              just build them (build/fuzz/fuzz_NAME)
+#
+# Each run reads the committed seeds (tests/fuzz/corpus/NAME) and past findings
+# (tests/fuzz/regress/NAME, which must all pass first), and grows a scratch
+# corpus in build/fuzz/corpus/NAME. A finding is written to
+# build/fuzz/artifacts/NAME/; reproduce with `build/fuzz/fuzz_NAME FILE`.
+# To keep a finding as a regression: copy it to tests/fuzz/regress/NAME/.
+
+FUZZ_TIME    ?= 60
+FUZZ_TARGETS ?= vmconf ctl_proto qmp
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   ?=
+FZ           := $(B)/fuzz
+
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+               -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+               -Ivmconf -Iinit $(shell pkg-config --cflags json-c 2>/dev/null)
+FUZZ_LIBS   := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+
+FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
+FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl_proto.c
+FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/qmp.c init/log.c
+
+# Longest input: a config file well past a real one; a request line past
+# CTL_LINE_MAX (64 KiB) so the size limit is hit; what QEMU sends in one go.
+FUZZ_MAXLEN_vmconf    := 65536
+FUZZ_MAXLEN_ctl_proto := 71680
+FUZZ_MAXLEN_qmp       := 65536
+
+FUZZ_HDRS := $(wildcard vmconf/*.h init/*.h)
+
+# One clang command per target, from the sources (they are few and small).
+define FUZZ_RULE
+$(FZ)/fuzz_$(1): tests/fuzz/fuzz.mk $(FUZZ_HDRS) $(FUZZ_SRCS_$(1))
+	@mkdir -p $(FZ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ $(FUZZ_SRCS_$(1)) $(FUZZ_LIBS)
+endef
+$(foreach t,vmconf ctl_proto qmp,$(eval $(call FUZZ_RULE,$(t))))
+
+.PHONY: fuzz-build
+fuzz-build: $(patsubst %,$(FZ)/fuzz_%,$(FUZZ_TARGETS))
+
+# -timeout: seconds for one input (all are sub-millisecond); -rss_limit_mb:
+# a hard cap, leaks are found by LeakSanitizer at each input's end.
+FUZZ_RUN_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -detect_leaks=1
+
+fuzz: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FZ)/corpus/$$t $(FZ)/artifacts/$$t tests/fuzz/regress/$$t; \
+		echo "fuzz: $$t for $(FUZZ_TIME) s"; \
+		if ! ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
+		     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		     $(FZ)/fuzz_$$t $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_TIME) \
+			-max_len=$$(case $$t in vmconf) echo $(FUZZ_MAXLEN_vmconf);; \
+				ctl_proto) echo $(FUZZ_MAXLEN_ctl_proto);; *) echo $(FUZZ_MAXLEN_qmp);; esac) \
+			-artifact_prefix=$(FZ)/artifacts/$$t/ $(FUZZ_FLAGS) \
+			$(FZ)/corpus/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t \
+			> $(FZ)/$$t.log 2>&1; then \
+			rc=1; tail -n 60 $(FZ)/$$t.log; \
+			echo "fuzz: $$t FAILED (log $(FZ)/$$t.log, input in $(FZ)/artifacts/$$t/)"; \
+		else \
+			grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $(FZ)/$$t.log | tr '\n' ' '; \
+			echo; echo "fuzz: $$t ok"; \
+		fi; \
+	done; exit $$rc

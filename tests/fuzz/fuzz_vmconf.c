@@ -1,0 +1,109 @@
+/* libFuzzer target: vmconf_parse_buffer (json-c tokenizer guards, the text
+ * scan, the schema) and, for configs it accepts, the argv builder.
+ *
+ * Beyond "no crash, no leak, no UB" it checks the API's promises:
+ * success means no errors and a well-formed config whose every VM builds an
+ * argv; -EINVAL means at least one error, each one complete and formattable. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmconf.h"
+
+#define CHECK(cond)                                                                  \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "fuzz_vmconf: %s:%d: check failed: %s\n",   \
+				__FILE__, __LINE__, #cond);                          \
+			abort();                                                     \
+		}                                                                    \
+	} while (0)
+
+static void check_vm(const struct vmconf *c, const struct vmconf_vm *vm)
+{
+	static const struct vmconf_argv_opts opts[] = {
+		{ .ram_backing = VMCONF_RAM_PROCFD, .ram_fd = 3, .accel = VMCONF_ACCEL_TCG,
+		  .qmp_fd = 4, .serial_fd = -1 },
+		{ .ram_backing = VMCONF_RAM_FDSET, .ram_fd = 5, .ram_fdset = 1,
+		  .accel = VMCONF_ACCEL_KVM, .qmp_fd = 6, .serial_fd = 7,
+		  .incoming_defer = true, .sandbox = true, .firmware_dir = "/usr/share/qemu" },
+	};
+	size_t len = strnlen(vm->name, sizeof(vm->name));
+
+	CHECK(len >= 1 && len <= VMCONF_NAME_MAX);
+	CHECK(vmconf_find(c, vm->name) == vm);
+	CHECK(vm->memory_mib >= 16 && vm->memory_mib <= 1048576 && vm->memory_mib % 2 == 0);
+	CHECK(vm->vcpus >= 1 && vm->vcpus <= 256);
+	CHECK(vm->machine && vm->cpu && vm->qemu && vm->serial);
+	CHECK(vm->n_disks <= VMCONF_MAX_DISKS && (vm->n_disks == 0 || vm->disks));
+	for (size_t i = 0; i < vm->n_disks; i++)
+		CHECK(vm->disks[i].path && vm->disks[i].format);
+	CHECK(vm->n_qemu_args <= VMCONF_MAX_QEMU_ARGS);
+	for (size_t i = 0; i < vm->n_qemu_args; i++)
+		CHECK(vm->qemu_args[i]);
+	CHECK(strcmp(vmconf_accel_name(vm->accel), "?") != 0);
+	CHECK(strcmp(vmconf_ram_name(vm->ram_backing), "?") != 0);
+	CHECK(strcmp(vmconf_restart_name(vm->restart), "?") != 0);
+
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		char **argv = NULL;
+		int r = vmconf_build_argv(vm, &opts[k], &argv);
+
+		CHECK(r == 0 || r == -ENOMEM);
+		if (r < 0)
+			continue;
+		CHECK(argv && argv[0] && strcmp(argv[0], vm->qemu) == 0);
+		size_t n = 0;
+		while (argv[n])
+			n++;
+		CHECK(n > vm->n_qemu_args);
+		/* qemu_args come last, verbatim */
+		for (size_t i = 0; i < vm->n_qemu_args; i++)
+			CHECK(strcmp(argv[n - vm->n_qemu_args + i], vm->qemu_args[i]) == 0);
+		vmconf_argv_free(argv);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct vmconf_errors errs = { 0 };
+	struct vmconf *c = NULL;
+	int r;
+
+	/* Copy: the parser must not read past len, and ASan sees it if it does. */
+	char *buf = malloc(size ? size : 1);
+	if (!buf)
+		return 0;
+	memcpy(buf, data, size);
+	r = vmconf_parse_buffer(buf, size, &c, &errs);
+	CHECK(r == 0 || r == -EINVAL || r == -ENOMEM);
+	if (r == 0) {
+		CHECK(c && errs.n == 0);
+		CHECK(c->version == 1);
+		CHECK(c->n_vms <= VMCONF_MAX_VMS && (c->n_vms == 0 || c->vms));
+		for (size_t i = 0; i < c->n_vms; i++)
+			check_vm(c, &c->vms[i]);
+		vmconf_free(c);
+	} else if (r == -EINVAL) {
+		CHECK(errs.n >= 1 && errs.n <= VMCONF_MAX_ERRORS + 1);
+	}
+	for (size_t i = 0; i < errs.n; i++) {
+		const struct vmconf_error *e = &errs.v[i];
+		CHECK(e->path && e->expected && e->found);
+		char *s = vmconf_error_format(e);
+		CHECK(s || r == -ENOMEM);
+		free(s);
+	}
+	vmconf_errors_clear(&errs);
+
+	/* Without an error list the answer must be the same. */
+	c = NULL;
+	int r2 = vmconf_parse_buffer(buf, size, &c, NULL);
+	CHECK(r2 == r || r2 == -ENOMEM || r == -ENOMEM);
+	vmconf_free(c);
+	free(buf);
+	return 0;
+}
