@@ -13,6 +13,8 @@ BB       := $(B)/$(BOARD)
 SYSROOT  := $(abspath $(B)/sysroot)
 KHDR     := $(abspath $(B)/linux-headers)
 TOP      := $(CURDIR)
+# make V=1 shows the full commands
+Q        := $(if $(V),,@)
 
 # Truncated messages are acceptable (every buffer is bounded): no format-truncation.
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter -Wno-format-truncation
@@ -46,10 +48,12 @@ include tests/build.mk
 # Static objects and host (sanitized) objects, one rule each.
 $(B)/musl/%.o: %.c $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok
 	@mkdir -p $(dir $@)
-	$(MUSL_CC) $(MUSL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(MUSL_CC) $(MUSL_CFLAGS) -MMD -MP -c $< -o $@
 $(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(HOST_CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
 
 .PHONY: deps-ok
 deps-ok:

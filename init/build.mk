@@ -5,4 +5,5 @@ INIT_LIB_SRCS := $(filter-out init/main.c,$(INIT_SRCS))
 INIT_OBJS     := $(patsubst %.c,$(B)/musl/%.o,$(INIT_SRCS) $(VMCONF_LIB_SRCS))
 
 $(B)/luoinit: $(INIT_OBJS)
-	$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ $(MUSL_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ $(MUSL_LIBS)

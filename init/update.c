@@ -200,6 +200,7 @@ int update_start(const struct update_req *req, json_object **ret, char *err, siz
 				need += ((uint64_t)vms[i].conf->memory_mib + 16) << 20;
 		if (statvfs(U.dir, &sv) < 0 || (uint64_t)sv.f_bavail * sv.f_frsize < need ||
 		    fault("no-space")) {
+			U.fault[0] = 0;
 			snprintf(err, errlen, "not enough space on /state for a full-RAM save (%" PRIu64 " MiB needed)",
 				 need >> 20);
 			return -ENOSPC;
@@ -324,6 +325,22 @@ static int open_state(struct pvm *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* Test switch: cut the manifest in half, as a torn write would. */
+static void corrupt_manifest(void)
+{
+	char path[512];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", U.dir, HANDOFF_FILE);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size / 2) == 0)
+		(void)fsync(fd);
+	close(fd);
+}
+
 void update_run_pending(void)
 {
 	const struct sup_opts *so = sup_opts();
@@ -403,12 +420,21 @@ void update_run_pending(void)
 		m->stopped_at = p->cs.stopped_at;
 		m->save_ms = p->cs.done_at - p->cs.stopped_at;
 	}
+	/* Faults the new init must survive: a manifest that does not match
+	 * the preserved sessions, or that is not valid at all. */
+	if (fault("retrieve"))
+		h->generation += 2;
+	if (fault("size-mismatch"))
+		for (size_t i = 0; i < h->n_vms; i++)
+			h->vms[i].vmstate_bytes += 1;
 	h->kexec_at = realtime_ms();
-	r = fault("manifest") ? -ENOSPC : handoff_write(U.dir, h);
+	r = fault("no-space") ? -ENOSPC : handoff_write(U.dir, h);
 	if (r < 0) {
 		snprintf(what, sizeof(what), "writing the manifest: %s", strerror(-r));
 		goto failed;
 	}
+	if (fault("corrupt-manifest"))
+		corrupt_manifest();
 	sync();
 	if (fault("umount") || mounts_sync_umount(so->state_dir) < 0) {
 		snprintf(what, sizeof(what), "unmounting %s failed", so->state_dir);

@@ -82,8 +82,32 @@ static int retrieve(int devfd, const struct handoff *h, struct rvm *r)
 	return 0;
 }
 
+/* Sessions nobody will retrieve hold their memory until the next update:
+ * FINISH those of our VMs to free it. */
+static void release_sessions(int devfd)
+{
+	size_t n;
+	struct vm *vms = sup_vms(&n);
+
+	for (size_t i = 0; devfd >= 0 && i < n; i++) {
+		char sname[64];
+		int sfd;
+		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vms[i].conf->name);
+		sfd = luo_retrieve_session(devfd, sname);
+		if (sfd < 0)
+			continue;
+		if (luo_finish(sfd) == 0)
+			log_info("update: released the unused LUO session %s", sname);
+		close(sfd);
+	}
+}
+
 static void give_up(struct rvm *r)
 {
+	if (r->session >= 0) {
+		/* Frees whatever the session still holds. */
+		(void)luo_finish(r->session);
+	}
 	if (r->vm->pid > 0) {
 		(void)kill(r->vm->pid, SIGKILL);
 		(void)spawn_wait(r->vm->pid, 5000, NULL);
@@ -119,6 +143,8 @@ void update_resume(const char *state_dir)
 		snprintf(stale, sizeof(stale), "corrupt manifest: %s", err);
 		(void)handoff_set_aside(dir, NULL, stale);
 		sup_set_update_error(stale);
+		devfd = luo_open();
+		release_sessions(devfd);
 		goto out;
 	}
 	luo = strcmp(h->mode, "luo") == 0;

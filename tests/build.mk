@@ -11,11 +11,13 @@ LIB_HOST_OBJS := $(patsubst %.c,$(B)/host/%.o,$(VMCONF_LIB_SRCS) $(INIT_LIB_SRCS
 
 $(B)/tests/%: $(B)/host/tests/unit/%.o $(LIB_HOST_OBJS)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
 
 # Host-built CLIs (sanitized) so the CLI tests also run under ASan.
 $(B)/host/vmconf-cli: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
-	$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
 
 RESULTS := $(B)/results
 export B BB BOARD PYTHON

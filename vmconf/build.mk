@@ -3,4 +3,5 @@ VMCONF_SRCS     := $(sort $(wildcard vmconf/*.c))
 VMCONF_LIB_SRCS := $(filter-out vmconf/cli.c,$(VMCONF_SRCS))
 
 $(B)/vmconf: $(patsubst %.c,$(B)/musl/%.o,$(VMCONF_SRCS))
-	$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ -ljson-c
+	@echo "  LD      $@"
+	$(Q)$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ -ljson-c

@@ -253,6 +253,8 @@ class Supervisor:
         self.sock_path = os.path.join(self.state_dir, "luoinit.sock")
         self.log_path = os.path.join(self.dir, "luoinit.log")
         self.config_path = os.path.join(self.dir, "vmconf.json")
+        if callable(vms):  # vms(dir): lets serial files live in our directory
+            vms = vms(self.dir)
         self.config = {"version": 1, "vms": vms}
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=1)

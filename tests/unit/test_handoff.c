@@ -1,0 +1,217 @@
+/* The update manifest: round trip, atomic write, every corruption refused with
+ * a message naming the field, stale states set aside and never deleted. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "handoff.h"
+
+static char dir[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/luoinit-handoff-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+	(void)state;
+	/* test-only cleanup of a private temp dir */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void sample(struct handoff *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->generation = handoff_new_generation();
+	snprintf(h->mode, sizeof(h->mode), "luo");
+	snprintf(h->old_kernel, sizeof(h->old_kernel), "7.2.13");
+	h->kexec_at = 1795700000123.5;
+	h->n_vms = 2;
+	for (size_t i = 0; i < 2; i++) {
+		struct handoff_vm *m = &h->vms[i];
+		snprintf(m->name, sizeof(m->name), "vm%zu", i);
+		m->memory_mib = 64;
+		m->ram_size = 64 << 20;
+		snprintf(m->machine, sizeof(m->machine), "pc-q35-10.0");
+		snprintf(m->cpu, sizeof(m->cpu), "max");
+		snprintf(m->accel, sizeof(m->accel), "tcg");
+		snprintf(m->ram_backing, sizeof(m->ram_backing), "procfd");
+		snprintf(m->qemu_version, sizeof(m->qemu_version), "10.0.2");
+		m->vmstate_bytes = 291000 + (int64_t)i;
+		m->ram_transferred = 532480;
+		m->stopped_at = 1795700000000.25;
+		m->save_ms = 9.5;
+	}
+}
+
+static void write_text(const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_round_trip(void **state)
+{
+	struct handoff a, b;
+	char err[256], path[256];
+	struct stat st;
+	(void)state;
+
+	sample(&a);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	snprintf(path, sizeof(path), "%s/%s.tmp", dir, HANDOFF_FILE);
+	assert_int_equal(stat(path, &st), -1); /* the temporary is gone */
+	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 077, 0); /* not readable by others */
+	assert_int_equal(handoff_read(dir, &b, err, sizeof(err)), 0);
+	assert_true(a.generation == b.generation);
+	assert_string_equal(b.mode, "luo");
+	assert_int_equal(b.n_vms, 2);
+	assert_string_equal(b.vms[1].name, "vm1");
+	assert_int_equal(b.vms[1].vmstate_bytes, 291001);
+	assert_int_equal(b.vms[0].ram_size, 64 << 20);
+	assert_true(handoff_state_token(&b) == handoff_ram_token(&b) + 1);
+	assert_true(b.kexec_at > 1795700000123.0 && b.kexec_at < 1795700000124.0);
+}
+
+static void test_generation(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		uint64_t g = handoff_new_generation();
+		assert_true(g != 0 && (g & 1) == 0);
+	}
+	assert_true(handoff_new_generation() != handoff_new_generation());
+}
+
+static void test_missing(void **state)
+{
+	struct handoff h;
+	char err[256];
+	(void)state;
+	assert_int_equal(handoff_read(dir, &h, err, sizeof(err)), -ENOENT);
+}
+
+static void expect_refused(const char *text, const char *needle)
+{
+	struct handoff h;
+	char err[256] = "";
+
+	write_text(text);
+	assert_int_equal(handoff_read(dir, &h, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not name '%s'", err, needle);
+}
+
+static void test_corrupt(void **state)
+{
+	struct handoff a;
+	char path[256], buf[8192];
+	int fd;
+	ssize_t n;
+	(void)state;
+
+	expect_refused("{\"version\": 1, \"gener", "not valid JSON");
+	expect_refused("[]", "not a JSON object");
+	expect_refused("{\"version\": 2}", "version");
+	expect_refused("{\"version\": 1, \"generation\": \"xyz\"}", "generation");
+	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"magic\", "
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1}", "mode");
+	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"vms\": [{\"name\": 3}]}", "vms[0].name");
+	/* A torn write: the first half of a real manifest. */
+	sample(&a);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	assert_true(n > 100);
+	assert_int_equal(ftruncate(fd, n / 2), 0);
+	close(fd);
+	expect_refused("", "not valid JSON");
+}
+
+static void test_ram_size_mismatch(void **state)
+{
+	struct handoff a, b;
+	char err[256];
+	(void)state;
+
+	sample(&a);
+	a.vms[0].ram_size += 4096;
+	assert_int_equal(handoff_write(dir, &a), 0);
+	assert_int_equal(handoff_read(dir, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "vms[0].memory_mib/ram_size"));
+}
+
+static void test_set_aside_and_consume(void **state)
+{
+	struct handoff a;
+	char path[512], state_file[256], why[256];
+	struct stat st;
+	FILE *f;
+	(void)state;
+
+	sample(&a);
+	snprintf(a.mode, sizeof(a.mode), "full-ram");
+	snprintf(state_file, sizeof(state_file), "%s/vm0.vmstate", dir);
+	f = fopen(state_file, "w");
+	assert_non_null(f);
+	fputs("state", f);
+	fclose(f);
+	snprintf(a.vms[0].vmstate_file, sizeof(a.vms[0].vmstate_file), "%s", state_file);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	assert_int_equal(handoff_set_aside(dir, &a, "test: cold boot"), 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(stat(state_file, &st), -1);
+	/* Both are under stale/TIME/, with the reason. */
+	snprintf(path, sizeof(path), "find %s/stale -name vm0.vmstate | grep -q . && "
+		 "find %s/stale -name %s | grep -q . && grep -rq 'cold boot' %s/stale", dir, dir, HANDOFF_FILE, dir);
+	assert_int_equal(system(path), 0);
+	(void)why;
+
+	/* consume removes the manifest and the full-RAM state files. */
+	f = fopen(state_file, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	assert_int_equal(handoff_consume(dir, &a), 0);
+	assert_int_equal(stat(state_file, &st), -1);
+	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
+	assert_int_equal(stat(path, &st), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test(test_generation),
+		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ram_size_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_aside_and_consume, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
