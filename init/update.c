@@ -298,6 +298,11 @@ static void rollback_vms(void)
 static void fail_blackout(const char *what)
 {
 	char msg[512];
+	size_t nv;
+	struct vm *vms = sup_vms(&nv);
+
+	for (size_t i = 0; i < nv; i++)
+		vm_log_open(&vms[i]);
 
 	snprintf(msg, sizeof(msg), "update failed before the kexec, VMs resumed: %s", what);
 	log_err("%s", msg);
@@ -323,6 +328,18 @@ static int open_state(struct pvm *p, char *err, size_t errlen)
 		return p->state_fd;
 	}
 	return 0;
+}
+
+/* Rollback: /state back where it was (the manifest must be removed from it). */
+static void remount_state(void)
+{
+	const struct sup_opts *so = sup_opts();
+
+	if (mounts_is_mountpoint(so->state_dir) == 1)
+		return;
+	if (!so->state_device || statefs_mount(so->state_device, NULL, so->state_dir) < 0)
+		log_err("update rollback: cannot mount %s on %s again", so->state_device ? so->state_device : "?",
+			so->state_dir);
 }
 
 /* Test switch: cut the manifest in half, as a torn write would. */
@@ -435,9 +452,17 @@ void update_run_pending(void)
 	}
 	if (fault("corrupt-manifest"))
 		corrupt_manifest();
+	/* Nothing of ours may keep /state busy: it must unmount cleanly. */
+	{
+		size_t nv;
+		struct vm *vms = sup_vms(&nv);
+		for (size_t i = 0; i < nv; i++)
+			vm_log_close(&vms[i]);
+	}
 	sync();
 	if (fault("umount") || mounts_sync_umount(so->state_dir) < 0) {
 		snprintf(what, sizeof(what), "unmounting %s failed", so->state_dir);
+		remount_state();
 		(void)handoff_consume(U.dir, NULL);
 		goto failed;
 	}
@@ -445,8 +470,7 @@ void update_run_pending(void)
 	r = fault("kexec") ? -EINVAL : kexec_jump();
 	/* Still here: the kexec did not happen. */
 	snprintf(what, sizeof(what), "reboot(KEXEC): %s", strerror(-r));
-	if (so->state_device && statefs_mount(so->state_device, NULL, so->state_dir) < 0)
-		log_err("update rollback: cannot mount %s again", so->state_device);
+	remount_state();
 	(void)handoff_consume(U.dir, NULL);
 	goto failed;
 

@@ -68,16 +68,31 @@ int vm_init(struct vm *vm, const struct vmconf_vm *conf)
 	vm->ring = calloc(1, VM_RING_SIZE);
 	if (!vm->ring)
 		return -ENOMEM;
-	if (strcmp(conf->serial, "log") != 0) {
-		int r = mkdir_parents(conf->serial);
-		if (r < 0)
-			log_errno(LOG_WARN, r, "%s: cannot create the folder of %s", conf->name, conf->serial);
-		vm->log_fd = open(conf->serial, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (vm->log_fd < 0)
-			log_errno(LOG_WARN, errno, "%s: serial log %s (serial output goes to the log)",
-				  conf->name, conf->serial);
-	}
+	vm_log_open(vm);
 	return 0;
+}
+
+void vm_log_open(struct vm *vm)
+{
+	const struct vmconf_vm *conf = vm->conf;
+	int r;
+
+	if (strcmp(conf->serial, "log") == 0 || vm->log_fd >= 0)
+		return;
+	r = mkdir_parents(conf->serial);
+	if (r < 0)
+		log_errno(LOG_WARN, r, "%s: cannot create the folder of %s", conf->name, conf->serial);
+	vm->log_fd = open(conf->serial, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (vm->log_fd < 0)
+		log_errno(LOG_WARN, errno, "%s: serial log %s (serial output goes to the log)",
+			  conf->name, conf->serial);
+}
+
+void vm_log_close(struct vm *vm)
+{
+	if (vm->log_fd >= 0)
+		close(vm->log_fd);
+	vm->log_fd = -1;
 }
 
 static void cancel_restart(struct vm *vm)

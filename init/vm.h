@@ -74,6 +74,9 @@ const char *vm_state_name(enum vm_state s);
 
 int vm_init(struct vm *vm, const struct vmconf_vm *conf);
 void vm_release(struct vm *vm);  /* kill QEMU, close everything */
+/* The serial log file: closed so /state can be unmounted, opened again after. */
+void vm_log_open(struct vm *vm);
+void vm_log_close(struct vm *vm);
 
 /* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
  * incoming: start with -incoming defer (for restores). */

@@ -166,7 +166,7 @@ WRONG = [
     ('{"execute": "poweroff", "arguments": {"force": true}, "id": "w30"}', "w30"),
     ('{"execute": "reboot", "arguments": {"timeout": [1]}, "id": "w31"}', "w31"),
     ('{"execute": "reboot", "arguments": "now", "id": "w32"}', "w32"),
-    ('{"execute": "status", "arguments": {"name": 1}, "id": "w33"}', None),  # extra arg: error or ignored
+    ('{"execute": "status", "arguments": {"name": 1}, "id": "w33"}', None),  # tolerated: see TOLERANT
     ("[]", None),
     ('"status"', None),
     ("null", None),
@@ -179,9 +179,15 @@ WRONG = [
     ('{"execute": "st\\u0000atus", "id": "w34"}', "w34"),
     ('{"execute": "status\\u0000", "id": "w35"}', "w35"),
     ('{"execute": "\\ud800", "id": "w36"}', "w36"),
-    ('{"execute": "status", "id": "\\ud800"}', None),
+    ('{"execute": "status", "id": "\\ud800"}', None),  # tolerated: see TOLERANT
     (b'{"execute": "st\xffatus", "id": "w37"}', None),  # invalid UTF-8 in the request
 ]
+
+
+# Requests that are odd rather than wrong: a return is tolerated, but the
+# reply must still be strict JSON (a lone surrogate id may come back as U+FFFD).
+TOLERANT = {b'{"execute": "status", "arguments": {"name": 1}, "id": "w33"}',
+            b'{"execute": "status", "id": "\\ud800"}'}
 
 
 @pytest.mark.parametrize("line,id_", WRONG, ids=[f"w{i}" for i in range(len(WRONG))])
@@ -195,8 +201,8 @@ def test_wrong_requests_get_errors(sup, line, id_):
         except EOFError:
             msg = None
         if msg is not None:
-            if line.startswith(b'{"execute": "status", "arguments": {"name": 1}'):
-                pass  # an unexpected key on status: an error is nicer, a return is tolerated
+            if line in TOLERANT:
+                pass
             else:
                 assert "error" in msg, f"{line[:120]!r} got {msg}"
                 if id_ is not None:

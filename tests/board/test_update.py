@@ -1,0 +1,244 @@
+"""Live update of the host kernel on the booted appliance (TCG), as design.md
+section 6 describes it: two LUO updates in a row, the full-RAM fallback with
+liveupdate=off, every injected fault, and a power cut during the update
+followed by a cold boot. The guest's heartbeat is the witness: a guest that
+survived continues its counter with pattern=ok; one that was rebooted starts
+again at 0.
+"""
+import os
+import re
+import subprocess
+import tempfile
+import time
+import shutil
+import json
+
+import pytest
+
+from test_boot import Appliance, BB, BOOT_TIMEOUT, LUOINIT, TOP
+
+HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
+UPDATE_TIMEOUT = int(os.environ.get("LUOINIT_UPDATE_TIMEOUT", "240"))
+
+
+def boot(append=""):
+    for p in (LUOINIT, os.path.join(BB, "state.img"), os.path.join(BB, "bzImage"),
+              os.path.join(BB, "initramfs.img")):
+        if not os.path.exists(p):
+            pytest.skip(f"{os.path.relpath(p, TOP)} not built (run make check-board)")
+    d = tempfile.mkdtemp(prefix="luoinit-upd-", dir="/tmp")
+    a = Appliance(d)
+    a.append = append
+    subprocess.run(["cp", "--sparse=always", os.path.join(BB, "state.img"), a.state], check=True)
+    start(a)
+    return a
+
+
+def start(a):
+    env_append = f"QEMU_APPEND={a.append}"
+    p = subprocess.run(
+        ["make", "--no-print-directory", "-s", "start", f"STATE_IMG={a.state}",
+         f"MGMT_SOCK={a.sock}", f"CONSOLE_LOG={a.console}", f"QEMU_PIDFILE={a.pidfile}", env_append],
+        cwd=TOP, timeout=600, capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")})
+    assert p.returncode == 0, p.stdout + p.stderr
+    wait_status(a, BOOT_TIMEOUT)
+    wait_beating(a)
+
+
+def stop(a):
+    if a.running():
+        a.make("stop", timeout=180)
+    if a.running():
+        with open(a.pidfile) as f:
+            os.kill(int(f.read().strip()), 9)
+
+
+def status(a, timeout=15):
+    return a.ctl("status", timeout=timeout)
+
+
+def wait_status(a, timeout, pred=lambda st: True):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if not a.running():
+            pytest.fail("the appliance's QEMU exited:\n" + a.console_tail())
+        try:
+            st = status(a, timeout=10)
+            if pred(st):
+                return st
+            last = st
+        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+            last = e
+        time.sleep(1)
+    pytest.fail(f"status condition not met within {timeout}s (last: {last}):\n" + a.console_tail())
+
+
+def vm0(st):
+    return next((v for v in st.get("vms", []) if v.get("name") == "vm0"), None)
+
+
+def beats(a):
+    log = a.ctl("vm-log", "name=vm0", "bytes=8192").get("log", "")
+    return [(int(n), ok) for n, ok in HB.findall(log)]
+
+
+def wait_beating(a, after=None, timeout=120):
+    """Wait until vm0 beats (beyond counter `after` when given); return the beats."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = status(a)
+            v = vm0(st)
+            if v and v.get("state") == "running":
+                b = beats(a)
+                if len(b) >= 2 and (after is None or b[-1][0] > after):
+                    return b
+        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"vm0 not beating (after={after}):\n" + a.console_tail())
+
+
+def live_update(a, *args):
+    """Run an update that must succeed: returns (status after, beats before)."""
+    before = status(a)
+    b0 = beats(a)
+    rep = a.ctl("update", *args, timeout=120)
+    assert rep.get("vms") == 1, rep
+    st = wait_status(a, UPDATE_TIMEOUT, lambda s: s.get("boot_id") != before["boot_id"]
+                     and vm0(s) and vm0(s).get("state") == "running"
+                     and vm0(s).get("last_update") is not None)
+    return before, b0, rep, st
+
+
+def assert_continued(a, b0):
+    """The guest went on counting: no reset, pattern intact."""
+    b1 = wait_beating(a, after=b0[-1][0] + 3)
+    log = a.ctl("vm-log", "name=vm0", "bytes=65536").get("log", "")
+    counters = [int(n) for n, _ in HB.findall(log)]
+    last_before = b0[-1][0]
+    # Every beat in the log after the last one seen before the update is
+    # larger: a reboot would have restarted the count at 0.
+    i = max(i for i, n in enumerate(counters) if n == last_before)
+    after = counters[i + 1:]
+    assert after and all(x > y for x, y in zip(after[1:], after[:-1])), after[:20]
+    assert after[0] > last_before
+    assert all(ok == "ok" for _, ok in b1[-10:]), b1[-10:]
+
+
+@pytest.fixture(scope="module")
+def app():
+    a = boot()
+    yield a
+    stop(a)
+    shutil.rmtree(a.dir, ignore_errors=True)
+
+
+def test_two_live_updates_luo(app):
+    assert status(app).get("luo") is True, "booted with liveupdate=on: /dev/liveupdate must exist"
+    for round_ in range(2):
+        before, b0, rep, st = live_update(app)
+        assert rep.get("mode") == "luo", rep
+        v = vm0(st)
+        lu = v["last_update"]
+        assert lu["kind"] == "update" and lu["mode"] == "luo", lu
+        assert 0 < lu["vmstate_bytes"] < 2 * 1024 * 1024, lu
+        # x-ignore-shared: guest RAM (64 MiB) stayed out of the stream.
+        assert lu["ram_transferred"] < 8 * 1024 * 1024, lu
+        assert lu["blackout_ms"] > 0 and lu["phases"]["kexec_ms"] > 0, lu
+        assert st.get("last_update_error") is None, st
+        assert st["pid1"] is True
+        assert_continued(app, b0)
+        print(f"update {round_ + 1}: blackout {lu['blackout_ms']:.0f} ms, phases {lu['phases']}, "
+              f"vmstate {lu['vmstate_bytes']} bytes")
+
+
+# Faults before the kexec: the update fails, every VM runs as before, the
+# host kernel did not change, and a later update still works.
+@pytest.mark.parametrize("fault", ["kexec-load", "preserve-fd", "qemu-dies", "no-space", "umount", "kexec"])
+def test_fault_before_kexec_rolls_back(app, fault):
+    before = status(app)
+    b0 = beats(app)
+    try:
+        app.ctl("update", f"fault={fault}", timeout=120)
+        synchronous = False
+    except RuntimeError as e:
+        assert "update" in str(e), e
+        synchronous = True
+    st = wait_status(app, 120, lambda s: (synchronous or s.get("last_update_error"))
+                     and vm0(s) and vm0(s).get("state") == "running")
+    assert st["boot_id"] == before["boot_id"], "the host must not have changed kernel"
+    if not synchronous:
+        assert "update failed before the kexec" in st["last_update_error"], st
+    if fault == "qemu-dies":
+        # Its device state is gone with it: the VM is restarted (fresh) per policy.
+        wait_beating(app)
+        assert vm0(st)["restarts"] >= 1 or vm0(status(app))["restarts"] >= 1
+    else:
+        assert_continued(app, b0)
+
+
+# Faults the new init must survive: the VM starts fresh and the stale state
+# goes to /state/luoinit/stale/ with a clear reason.
+@pytest.mark.parametrize("fault,why", [("corrupt-manifest", "corrupt manifest"),
+                                       ("retrieve", "RETRIEVE_FD"),
+                                       ("size-mismatch", "state is")])
+def test_fault_after_kexec_starts_fresh(app, fault, why):
+    before = status(app)
+    rep = app.ctl("update", f"fault={fault}", timeout=120)
+    assert rep.get("mode") == "luo"
+    st = wait_status(app, UPDATE_TIMEOUT, lambda s: s.get("boot_id") != before["boot_id"]
+                     and vm0(s) and vm0(s).get("state") == "running")
+    assert why in (st.get("last_update_error") or ""), st
+    b = wait_beating(app)
+    log = app.ctl("vm-log", "name=vm0", "bytes=65536").get("log", "")
+    assert "heartbeat 0 pattern=ok" in log.split("heartbeat guest:")[-1], "vm0 must have started fresh"
+    assert b[-1][1] == "ok"
+
+
+def test_zz_update_after_faults_still_works(app):
+    before, b0, rep, st = live_update(app)
+    assert vm0(st)["last_update"]["mode"] == "luo"
+    assert_continued(app, b0)
+
+
+def test_fallback_full_ram():
+    a = boot(append="liveupdate=off")
+    try:
+        assert status(a).get("luo") is False
+        before, b0, rep, st = live_update(a)
+        assert rep.get("mode") == "full-ram", rep
+        lu = vm0(st)["last_update"]
+        assert lu["mode"] == "full-ram", lu
+        # The whole RAM went through the stream (its non-zero pages at least).
+        assert lu["ram_transferred"] > 8 * 1024 * 1024, lu
+        assert_continued(a, b0)
+    finally:
+        stop(a)
+        shutil.rmtree(a.dir, ignore_errors=True)
+
+
+def test_power_cut_during_update_then_cold_boot():
+    a = boot()
+    try:
+        a.ctl("update", timeout=120)
+        # Cut the power as soon as the old init says it kexecs: the manifest
+        # is on disk, the preserved memory dies with the machine.
+        deadline = time.monotonic() + 120
+        while "update: kexec now" not in a.console_tail(200000):
+            assert time.monotonic() < deadline, a.console_tail()
+            time.sleep(0.05)
+        with open(a.pidfile) as f:
+            os.kill(int(f.read().strip()), 9)
+        time.sleep(1)
+        start(a)  # cold boot of the same disk
+        st = status(a)
+        assert "(cold boot or LUO off)" in (st.get("last_update_error") or "") or \
+            "LUO session" in (st.get("last_update_error") or ""), st
+        log = a.ctl("vm-log", "name=vm0", "bytes=65536").get("log", "")
+        assert "heartbeat 0 pattern=ok" in log.split("heartbeat guest:")[-1]
+    finally:
+        stop(a)
+        shutil.rmtree(a.dir, ignore_errors=True)
