@@ -62,6 +62,8 @@ int handoff_write(const char *dir, const struct handoff *h)
 	add_str(o, "mode", h->mode);
 	add_str(o, "old_kernel", h->old_kernel);
 	json_object_object_add(o, "kexec_at_ms", json_object_new_double(h->kexec_at));
+	json_object_object_add(o, "kexec_tsc", json_object_new_int64((int64_t)(h->kexec_tsc >> 1)));
+	json_object_object_add(o, "tsc_hz", json_object_new_double(h->tsc_hz));
 	for (size_t i = 0; i < h->n_vms; i++) {
 		const struct handoff_vm *v = &h->vms[i];
 		json_object *j = json_object_new_object();
@@ -179,8 +181,16 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		return bad(err, errlen, "generation: expected 16 hex digits, got \"%s\"", gen);
 	if (get_str(o, "mode", h->mode, sizeof(h->mode), "", err, errlen) < 0 ||
 	    get_str(o, "old_kernel", h->old_kernel, sizeof(h->old_kernel), "", err, errlen) < 0 ||
-	    get_num(o, "kexec_at_ms", &h->kexec_at, "", err, errlen) < 0)
+	    get_num(o, "kexec_at_ms", &h->kexec_at, "", err, errlen) < 0 ||
+	    get_num(o, "tsc_hz", &h->tsc_hz, "", err, errlen) < 0)
 		return -EINVAL;
+	{
+		int64_t t;
+		/* Stored halved: JSON integers here are signed 64-bit. */
+		if (get_i64(o, "kexec_tsc", &t, "", err, errlen) < 0)
+			return -EINVAL;
+		h->kexec_tsc = (uint64_t)t << 1;
+	}
 	if (strcmp(h->mode, "luo") != 0 && strcmp(h->mode, "full-ram") != 0)
 		return bad(err, errlen, "mode: expected \"luo\" or \"full-ram\", got \"%s\"", h->mode);
 	if (!json_object_object_get_ex(o, "vms", &vms) || !json_object_is_type(vms, json_type_array) ||

@@ -26,6 +26,8 @@ struct handoff {
 	char mode[16];             /* "luo" or "full-ram" */
 	char old_kernel[65];
 	double kexec_at;           /* CLOCK_REALTIME ms just before reboot() */
+	uint64_t kexec_tsc;        /* TSC then (tsc.h), 0 when unknown */
+	double tsc_hz;
 	size_t n_vms;
 	struct handoff_vm vms[HANDOFF_MAX_VMS];
 };

@@ -18,6 +18,7 @@
 #include "mounts.h"
 #include "statefs.h"
 #include "supervisor.h"
+#include "tsc.h"
 
 #define STATE_DIR       "/state"
 #define STATE_TIMEOUT   10000
@@ -93,6 +94,7 @@ static int pid1_main(void)
 	size_t n = 0;
 	int r, fd;
 
+	o.boot_tsc = tsc_read();
 	o.boot_realtime_ms = realtime_ms();
 	umask(077);
 	r = mounts_early();

@@ -43,6 +43,7 @@ static struct {
 	char port_dev[300];
 	int fdset_probe;     /* 1, 0, or negative errno */
 	char update_error[512];
+	double kexec_ms;     /* this boot's kexec, 0 on a cold boot */
 } S;
 
 const struct sup_opts *sup_opts(void) { return &S.o; }
@@ -63,6 +64,8 @@ struct vm *sup_vms(size_t *ret_n)
 }
 
 const struct vmconf *sup_config(void) { return S.conf; }
+
+void sup_set_kexec_ms(double ms) { S.kexec_ms = ms; }
 
 void sup_set_update_error(const char *msg)
 {
@@ -317,6 +320,7 @@ json_object *sup_status_json(void)
 	}
 	json_object_object_add(c, "error", S.config_error[0] ? json_object_new_string(S.config_error) : NULL);
 	json_object_object_add(o, "config", c);
+	json_object_object_add(o, "kexec_ms", S.kexec_ms > 0 ? json_object_new_double(S.kexec_ms) : NULL);
 	json_object_object_add(o, "last_update_error",
 			       S.update_error[0] ? json_object_new_string(S.update_error) : NULL);
 	json_object_object_add(o, "sandbox", json_object_new_boolean(vm_env.sandbox));

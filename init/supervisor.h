@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vm.h"
 
@@ -24,6 +25,7 @@ struct sup_opts {
 	char **modules_failed;
 	bool liveupdate_cmdline;
 	double boot_realtime_ms;    /* CLOCK_REALTIME when this init started */
+	uint64_t boot_tsc;          /* and the TSC then */
 };
 
 enum sup_action { SUP_NONE, SUP_POWEROFF, SUP_REBOOT };
@@ -36,6 +38,8 @@ struct vm *sup_vms(size_t *ret_n);
 const struct vmconf *sup_config(void);
 /* Record an update failure for status ("last_update_error"). */
 void sup_set_update_error(const char *msg);
+/* This boot came from a kexec that took ms (the floor of every blackout). */
+void sup_set_kexec_ms(double ms);
 struct json_object *sup_status_json(void);
 /* Ask for a power-off or reboot once the current request is answered;
  * guests get timeout_ms in all to power down before QEMU is told to quit. */

@@ -33,6 +33,7 @@
 #include "spawn.h"
 #include "statefs.h"
 #include "supervisor.h"
+#include "tsc.h"
 #include "vm.h"
 
 #define SAVE_TIMEOUT    120000   /* full-RAM saves of GiBs under TCG are slow */
@@ -53,6 +54,7 @@ static struct {
 	bool luo;
 	int devfd;
 	uint64_t generation;
+	double tsc_hz;
 	char fault[32];
 	char dir[200];              /* /state/luoinit */
 	size_t n;
@@ -218,6 +220,7 @@ int update_start(const struct update_req *req, json_object **ret, char *err, siz
 		return r;
 	}
 	U.generation = handoff_new_generation();
+	U.tsc_hz = tsc_hz(); /* 50 ms, before the blackout */
 	U.n = 0;
 	for (size_t i = 0; i < nvms; i++) {
 		struct pvm *p;
@@ -444,7 +447,9 @@ void update_run_pending(void)
 	if (fault("size-mismatch"))
 		for (size_t i = 0; i < h->n_vms; i++)
 			h->vms[i].vmstate_bytes += 1;
+	h->tsc_hz = U.tsc_hz;
 	h->kexec_at = realtime_ms();
+	h->kexec_tsc = tsc_read();
 	r = fault("no-space") ? -ENOSPC : handoff_write(U.dir, h);
 	if (r < 0) {
 		snprintf(what, sizeof(what), "writing the manifest: %s", strerror(-r));

@@ -131,6 +131,7 @@ void update_resume(const char *state_dir)
 	int devfd = -1, r;
 	bool luo;
 	double t_init = so->boot_realtime_ms;
+	double kexec_ms = 0;
 
 	if (!h || !rv)
 		goto out;
@@ -148,6 +149,15 @@ void update_resume(const char *state_dir)
 		goto out;
 	}
 	luo = strcmp(h->mode, "luo") == 0;
+	/* The clocks of the two kernels are compared through the TSC: the new
+	 * kernel's CLOCK_REALTIME comes from a one-second RTC. Phases inside one
+	 * init use its own clock. */
+	if (h->kexec_tsc && so->boot_tsc > h->kexec_tsc && h->tsc_hz > 0)
+		kexec_ms = (double)(so->boot_tsc - h->kexec_tsc) * 1000.0 / h->tsc_hz;
+	else
+		kexec_ms = t_init - h->kexec_at;
+	sup_set_kexec_ms(kexec_ms);
+	log_info("update: %.1f ms from reboot() in the old kernel to this init", kexec_ms);
 	log_info("update: manifest generation %016" PRIx64 ", mode %s, %zu VM(s), from kernel %s", h->generation,
 		 h->mode, h->n_vms, h->old_kernel);
 	if (luo) {
@@ -226,11 +236,12 @@ void update_resume(const char *state_dir)
 			log_errno(LOG_WARN, r, "%s: LUO FINISH", x->vm->conf->name);
 		rec.stopped_at = x->m->stopped_at;
 		rec.save_ms = x->m->save_ms;
-		rec.kexec_ms = t_init - h->kexec_at;
+		rec.kexec_ms = kexec_ms;
 		rec.qemu_start_ms = x->t_started - t_init;
 		rec.restore_ms = t_restored - x->t_started;
 		rec.resume_ms = realtime_ms() - t_restored;
-		rec.blackout_ms = realtime_ms() - x->m->stopped_at;
+		/* old init's stop to reboot(), + the kexec, + this init's start to now */
+		rec.blackout_ms = (h->kexec_at - x->m->stopped_at) + kexec_ms + (realtime_ms() - t_init);
 		rec.vmstate_bytes = x->m->vmstate_bytes;
 		rec.ram_transferred = x->m->ram_transferred;
 		x->vm->last_update = rec;

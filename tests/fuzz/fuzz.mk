@@ -37,6 +37,13 @@ FUZZ_MAXLEN_vmconf    := 65536
 FUZZ_MAXLEN_ctl_proto := 71680
 FUZZ_MAXLEN_qmp       := 65536
 
+# The QMP client mallocs its 1 MiB line buffer per connection: a smaller
+# quarantine than ASan's 256 MiB default doubles the speed, and still holds
+# every free of one run.
+FUZZ_ASAN_vmconf    :=
+FUZZ_ASAN_ctl_proto :=
+FUZZ_ASAN_qmp       := :quarantine_size_mb=16
+
 FUZZ_HDRS := $(wildcard vmconf/*.h init/*.h)
 
 # One clang command per target, from the sources (they are few and small).
@@ -54,22 +61,23 @@ fuzz-build: $(patsubst %,$(FZ)/fuzz_%,$(FUZZ_TARGETS))
 # a hard cap, leaks are found by LeakSanitizer at each input's end.
 FUZZ_RUN_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -detect_leaks=1
 
+# One target's run, as a shell snippet: sets rc=1 on a finding.
+define FUZZ_RUN
+mkdir -p $(FZ)/corpus/$(1) $(FZ)/artifacts/$(1); \
+echo "fuzz: $(1) for $(FUZZ_TIME) s"; \
+if ASAN_OPTIONS=detect_leaks=1$(FUZZ_ASAN_$(1)) \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   $(FZ)/fuzz_$(1) $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_TIME) \
+	-max_len=$(FUZZ_MAXLEN_$(1)) -artifact_prefix=$(FZ)/artifacts/$(1)/ $(FUZZ_FLAGS) \
+	$(FZ)/corpus/$(1) $(wildcard tests/fuzz/corpus/$(1) tests/fuzz/regress/$(1)) \
+	>$(FZ)/$(1).log 2>&1; then \
+	grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $(FZ)/$(1).log | tr -s ' \n' ' '; \
+	echo; echo "fuzz: $(1) ok"; \
+else \
+	rc=1; tail -n 60 $(FZ)/$(1).log; \
+	echo "fuzz: $(1) FAILED (log $(FZ)/$(1).log, input in $(FZ)/artifacts/$(1)/)"; \
+fi;
+endef
+
 fuzz: fuzz-build
-	@rc=0; for t in $(FUZZ_TARGETS); do \
-		mkdir -p $(FZ)/corpus/$$t $(FZ)/artifacts/$$t tests/fuzz/regress/$$t; \
-		echo "fuzz: $$t for $(FUZZ_TIME) s"; \
-		if ! ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
-		     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		     $(FZ)/fuzz_$$t $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_TIME) \
-			-max_len=$$(case $$t in vmconf) echo $(FUZZ_MAXLEN_vmconf);; \
-				ctl_proto) echo $(FUZZ_MAXLEN_ctl_proto);; *) echo $(FUZZ_MAXLEN_qmp);; esac) \
-			-artifact_prefix=$(FZ)/artifacts/$$t/ $(FUZZ_FLAGS) \
-			$(FZ)/corpus/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t \
-			> $(FZ)/$$t.log 2>&1; then \
-			rc=1; tail -n 60 $(FZ)/$$t.log; \
-			echo "fuzz: $$t FAILED (log $(FZ)/$$t.log, input in $(FZ)/artifacts/$$t/)"; \
-		else \
-			grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $(FZ)/$$t.log | tr '\n' ' '; \
-			echo; echo "fuzz: $$t ok"; \
-		fi; \
-	done; exit $$rc
+	@rc=0; $(foreach t,$(FUZZ_TARGETS),$(call FUZZ_RUN,$(t))) exit $$rc
