@@ -41,3 +41,7 @@ check:
 		$(MAKE) --no-print-directory $$t || rc=1; done; \
 	$(PYTHON) tests/run.py --results $(RESULTS) --summary; s=$$?; \
 	[ $$rc = 0 ] && [ $$s = 0 ]
+
+# The live-update benchmark (slow: boots the board once per size and mode).
+bench: all $(BOARD_TEST_DEPS)
+	@$(PYTHON) tests/bench/bench.py

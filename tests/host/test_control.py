@@ -81,12 +81,26 @@ def test_bad_request_gets_an_error_and_the_connection_carries_on(sup, req, cls, 
     assert sup.vm("vm0")["state"] == "running"
 
 
-def test_update_is_refused_in_host_mode(sup):
-    r = sup.request("update", id_="upd")
+@pytest.mark.parametrize("args", [None, {"kernel": "/boot/vmlinuz", "initrd": "/boot/initrd.img", "cmdline": "quiet"}])
+def test_update_is_refused_in_host_mode(sup, args):
+    before = sup.vm("vm0")
+    text = sup.serial("vm0")
+    r = sup.request("update", args, id_="upd")
     e = err_of(r)
     assert r["id"] == "upd"
-    assert "not" in e["desc"] and ("host" in e["desc"] or "implemented" in e["desc"]), e
+    d = e["desc"].lower()
+    assert "update" in d and ("host" in d or "pid 1" in d), e
+    # The VM was not touched: same QEMU, its count goes on.
+    after = sup.vm("vm0")
+    assert after["pid"] == before["pid"] and after["state"] == "running" and after["last_update"] is None, after
     still_beating(sup)
+    assert boots_after(sup, text) == 0
+    r = sup.ctl("update")
+    assert r.returncode == 1 and "update" in r.stderr and r.stdout == "", r
+
+
+def boots_after(s, text):
+    return helpers.boots(s.serial("vm0")[len(text):])
 
 
 # ---- ids -------------------------------------------------------------------
