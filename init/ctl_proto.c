@@ -32,6 +32,20 @@ static int is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* json-c keeps strings and keys NUL-terminated: "status\u0000x" would read as
+ * "status" and {"name": "vm0\u0000x"} would act on vm0. Refuse U+0000 anywhere. */
+static int has_escaped_nul(const char *buf, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (buf[i] != '\\')
+			continue;
+		if (buf[i + 1] == 'u' && i + 6 <= len && memcmp(buf + i + 2, "0000", 4) == 0)
+			return 1;
+		i++; /* skip the escaped character */
+	}
+	return 0;
+}
+
 /* Parse exactly one JSON value from buf, strictly (RFC 8259, valid UTF-8). */
 static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 		      struct cmd_error *err)
@@ -44,6 +58,10 @@ static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 	if (len > CTL_LINE_MAX) {
 		ctl_proto_set_error(err, NULL, "request line longer than %d bytes", CTL_LINE_MAX);
 		return -EMSGSIZE;
+	}
+	if (has_escaped_nul(buf, len)) {
+		ctl_proto_set_error(err, NULL, "malformed request: strings must not contain \\u0000");
+		return -EBADMSG;
 	}
 	tok = json_tokener_new_ex(CTL_JSON_DEPTH);
 	if (!tok) {

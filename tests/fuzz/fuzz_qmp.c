@@ -1,7 +1,9 @@
 /* libFuzzer target: the QMP client against a fake QEMU that says whatever the
  * fuzzer wants. The input is
  *
- *   byte 0..3  a script: each byte picks one client call (see run_op)
+ *   byte 0..3  a script: each byte picks one client call (see run_op); the
+ *              top bit of byte 0 selects chunked delivery, of byte 1 an
+ *              open peer (below)
  *   byte 4..   what "QEMU" sends: greeting, replies, events, garbage
  *
  * The fake QEMU's bytes are all queued on a socketpair before the client
@@ -9,8 +11,19 @@
  * EOF, so no call ever waits for a deadline (each run is fast and repeatable)
  * and every read path, including "QEMU died mid-command", is reached. The
  * client's own writes (capabilities, commands, a passed fd) pile up unread in
- * the fake QEMU's receive queue. */
+ * the fake QEMU's receive queue.
+ *
+ * Chunked delivery: a stream socket hands the client everything in one
+ * recv(). To cut lines across reads (and so reach the buffer compaction and
+ * partial-line paths) the socketpair is SOCK_SEQPACKET instead, and the bytes
+ * are sent as records split at each 0x01 byte (dropped): every recv() then
+ * returns exactly one record, the same way on every run.
+ *
+ * Open peer: the fake QEMU's end is left open, so once its bytes are read the
+ * client finds nothing more (EAGAIN, as in production between messages), and
+ * every call gets a 0 ms timeout so it gives up at once instead of waiting. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,7 +39,11 @@
 #include "qmp.h"
 
 #define SCRIPT_LEN 4
-#define TIMEOUT_MS 5000 /* never reached: the peer's EOF ends every wait */
+#define CHUNKED 0x80     /* in script[0] */
+#define OPEN_PEER 0x80   /* in script[1] */
+#define CHUNK_SEP 0x01
+#define CHUNKS_MAX 200   /* the socket holds about 270 small records */
+#define TIMEOUT_MS 5000 /* never reached: EOF or a 0 ms timeout ends every wait */
 
 #define CHECK(cond)                                                                  \
 	do {                                                                         \
@@ -38,6 +55,7 @@
 	} while (0)
 
 static int devnull = -1;
+static int timeout_ms = TIMEOUT_MS;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -78,7 +96,7 @@ static void run_op(struct qmp *q, uint8_t op)
 	err[0] = '\0';
 	switch (op % 8) {
 	case 0:
-		r = qmp_command(q, "query-status", NULL, -1, TIMEOUT_MS, &ret, err, sizeof(err));
+		r = qmp_command(q, "query-status", NULL, -1, timeout_ms, &ret, err, sizeof(err));
 		if (r < 0)
 			check_err(r, err);
 		json_object_put(ret);
@@ -87,18 +105,18 @@ static void run_op(struct qmp *q, uint8_t op)
 		args = json_object_new_object();
 		json_object_object_add(args, "fdset-id", json_object_new_int(op >> 3));
 		/* An fd rides along, as with add-fd. */
-		r = qmp_command(q, "add-fd", args, devnull, TIMEOUT_MS, NULL, err, sizeof(err));
+		r = qmp_command(q, "add-fd", args, devnull, timeout_ms, NULL, err, sizeof(err));
 		if (r < 0)
 			check_err(r, err);
 		json_object_put(args);
 		break;
 	case 2:
-		r = qmp_wait_event(q, "STOP", TIMEOUT_MS, &ret);
+		r = qmp_wait_event(q, "STOP", timeout_ms, &ret);
 		CHECK(r == 0 || r == -EPIPE || r == -EPROTO || r == -ETIMEDOUT);
 		json_object_put(ret);
 		break;
 	case 3:
-		r = qmp_wait_event(q, (op & 8) ? "RESUME" : "MIGRATION", TIMEOUT_MS, NULL);
+		r = qmp_wait_event(q, (op & 8) ? "RESUME" : "MIGRATION", timeout_ms, NULL);
 		CHECK(r == 0 || r == -EPIPE || r == -EPROTO || r == -ETIMEDOUT);
 		break;
 	case 4:
@@ -134,22 +152,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		size = 0;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	bool chunked = script[0] & CHUNKED;
+	if (socketpair(AF_UNIX, (chunked ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
 	/* Non-blocking: bytes beyond what the socket holds are simply not sent
 	 * (-max_len keeps inputs well under that). */
 	(void)fcntl(sv[1], F_SETFL, O_NONBLOCK);
-	for (size_t off = 0; off < size;) {
-		ssize_t n = send(sv[1], data + off, size - off, MSG_NOSIGNAL);
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	(void)shutdown(sv[1], SHUT_WR);
+	for (size_t off = 0, chunks = 0; off < size; chunks++) {
+		size_t len = size - off;
+		const uint8_t *sep;
 
-	r = qmp_open(sv[0], TIMEOUT_MS, &q);
+		if (chunked && chunks + 1 < CHUNKS_MAX &&
+		    (sep = memchr(data + off, CHUNK_SEP, len)))
+			len = (size_t)(sep - (data + off));
+		ssize_t n = len ? send(sv[1], data + off, len, MSG_NOSIGNAL) : 0;
+		if (n < 0)
+			break;
+		off += (size_t)n + (chunked && off + (size_t)n < size ? 1 : 0);
+	}
+	timeout_ms = TIMEOUT_MS;
+	if (script[1] & OPEN_PEER)
+		timeout_ms = 0;
+	else
+		(void)shutdown(sv[1], SHUT_WR);
+
+	r = qmp_open(sv[0], timeout_ms, &q);
 	CHECK(r == 0 || r == -EPIPE || r == -EPROTO || r == -EREMOTEIO || r == -ENOMEM ||
-	      r == -ECONNRESET);
+	      r == -ECONNRESET || (r == -ETIMEDOUT && !timeout_ms));
 	if (r == 0) {
 		int major, minor, micro;
 

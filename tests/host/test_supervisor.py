@@ -116,6 +116,30 @@ def test_vmm_update_twice_keeps_the_guest(one_vm):
     assert helpers.BANNER in log or beats(log)[0][0] > 0
 
 
+def test_vmm_update_runs_the_new_qemu_binary(supervisors, tmpdir_short):
+    """vmm-update exists so that QEMU can be replaced: the new process is
+    started from the configured path as it is now."""
+    link = os.path.join(tmpdir_short, "qemu")
+    os.symlink(helpers.QEMU, link)
+    marker = os.path.join(tmpdir_short, "wrapper.pids")
+    wrapper = os.path.join(tmpdir_short, "qemu-new")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\necho $$ >> {marker}\nexec {helpers.QEMU} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu=link)))
+    old = s.wait_running("vm0")["pid"]
+    s.wait_beats_after("vm0", 0, 3)
+    tmp = link + ".tmp"
+    os.symlink(wrapper, tmp)
+    os.replace(tmp, link)
+    r = s.cmd("vmm-update", name="vm0", _timeout=180)
+    assert r["state"] == "running" and r["pid"] != old, r
+    pids = [int(x) for x in helpers.read_text(marker).split()]
+    assert pids == [r["pid"]], (pids, r["pid"])
+    s.wait_beats_after("vm0", len(s.serial("vm0")), 3)
+    assert_one_boot_counting(s.serial("vm0"), "after a vmm-update to a new binary")
+
+
 def test_vmm_update_of_a_stopped_vm_is_refused(one_vm):
     s = one_vm()
     s.cmd("vm-stop", name="vm0", timeout=0)
@@ -426,6 +450,16 @@ def test_two_vms_own_their_ram_and_no_fd_leaks(supervisors, tmpdir_short):
         # Nothing of the supervisor's files (log, config, serial logs) either.
         assert not any(l.endswith(".serial") or l.endswith(".json") or l.endswith("luoinit.log")
                        for l in fds.values()), (me, fds)
+    # A vmm-update of one leaves the other alone.
+    pb = s.vm("vmb")["pid"]
+    r = s.cmd("vmm-update", name="vma", _timeout=180)
+    assert r["state"] == "running" and r["pid"] != va["pid"]
+    assert s.vm("vmb")["pid"] == pb and s.vm("vmb")["last_update"] is None
+    s.wait_beats_after("vma", len(s.serial("vma")), 2)
+    assert_one_boot_counting(s.serial("vma"), "vma after its vmm-update")
+    assert_one_boot_counting(s.serial("vmb"), "vmb beside vma's vmm-update")
+    fds = helpers.fd_links(r["pid"])
+    assert not any(l.startswith("/memfd:luoinit:vmb") for l in fds.values()), fds
     # Stopping one leaves the other running on its own RAM.
     s.cmd("vm-stop", name="vma", timeout=0)
     assert s.vm("vmb")["state"] == "running"

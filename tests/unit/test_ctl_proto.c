@@ -144,6 +144,23 @@ static void test_parse_embedded_nul(void **state)
 	ctl_request_clear(&req);
 }
 
+/* json-c strings end at U+0000: "status\u0000x" must not run status, and a VM
+ * name with a NUL must not name another VM. An escaped backslash is fine. */
+static void test_parse_escaped_nul(void **state)
+{
+	struct ctl_request req;
+	struct cmd_error err;
+	(void)state;
+
+	expect_error("{\"execute\": \"status\\u0000\"}", -EBADMSG, "\\u0000");
+	expect_error("{\"execute\": \"vm-log\", \"arguments\": {\"name\": \"vm0\\u0000x\"}}", -EBADMSG,
+		     "\\u0000");
+	expect_error("{\"execute\": \"status\", \"a\\u0000\": 1}", -EBADMSG, "\\u0000");
+	assert_int_equal(parse("{\"execute\": \"st\\\\u0000\"}", &req, &err), 0);
+	assert_string_equal(req.execute, "st\\u0000");
+	ctl_request_clear(&req);
+}
+
 static void test_format_return(void **state)
 {
 	struct json_object *ret = json_object_new_object(), *id = json_object_new_string("x/1");
@@ -208,6 +225,7 @@ int main(void)
 		cmocka_unit_test(test_parse_deep_nesting),
 		cmocka_unit_test(test_parse_too_long),
 		cmocka_unit_test(test_parse_embedded_nul),
+		cmocka_unit_test(test_parse_escaped_nul),
 		cmocka_unit_test(test_format_return),
 		cmocka_unit_test(test_format_error),
 		cmocka_unit_test(test_format_event),
