@@ -96,8 +96,12 @@ static void child(char *const argv[], const struct spawn_opts *o, int errp)
 		(void)close(fd);
 	close_from(errp + 1);
 
-	if (o->user && (err = -drop_privileges(o->user)) != 0)
-		goto fail;
+	if (o->user) {
+		if ((err = -drop_privileges(o->user)) != 0)
+			goto fail;
+		/* A credential change clears the parent-death signal. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
 	execv(argv[0], argv);
 	err = errno;
 fail:
