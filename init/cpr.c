@@ -149,6 +149,8 @@ int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stat
 	int r = wait_migration(q, timeout_ms, &res, err, errlen);
 
 	ret->done_at = realtime_ms();
+	/* The migration's events were read while waiting: they are history. */
+	qmp_clear_events(q);
 	if (r < 0)
 		return r;
 	if (json_object_object_get_ex(res, "ram", &ram) && json_object_object_get_ex(ram, "total", &tot))
@@ -191,6 +193,7 @@ int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 	    (r = wait_migration(q, timeout_ms, &res, err, errlen)) < 0)
 		return r;
 	json_object_put(res);
+	qmp_clear_events(q);
 	/* A guest stopped before its save comes back paused. */
 	if ((r = query_status(q, st, sizeof(st))) < 0)
 		return r;

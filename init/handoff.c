@@ -64,6 +64,7 @@ int handoff_write(const char *dir, const struct handoff *h)
 	json_object_object_add(o, "kexec_at_ms", json_object_new_double(h->kexec_at));
 	json_object_object_add(o, "kexec_tsc", json_object_new_int64((int64_t)(h->kexec_tsc >> 1)));
 	json_object_object_add(o, "tsc_hz", json_object_new_double(h->tsc_hz));
+	json_object_object_add(o, "sandbox", json_object_new_boolean(h->sandbox));
 	for (size_t i = 0; i < h->n_vms; i++) {
 		const struct handoff_vm *v = &h->vms[i];
 		json_object *j = json_object_new_object();
@@ -191,6 +192,9 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 			return -EINVAL;
 		h->kexec_tsc = (uint64_t)t << 1;
 	}
+	if (!json_object_object_get_ex(o, "sandbox", &v) || !json_object_is_type(v, json_type_boolean))
+		return bad(err, errlen, "sandbox: expected true or false");
+	h->sandbox = json_object_get_boolean(v);
 	if (strcmp(h->mode, "luo") != 0 && strcmp(h->mode, "full-ram") != 0)
 		return bad(err, errlen, "mode: expected \"luo\" or \"full-ram\", got \"%s\"", h->mode);
 	if (!json_object_object_get_ex(o, "vms", &vms) || !json_object_is_type(vms, json_type_array) ||

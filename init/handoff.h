@@ -27,6 +27,7 @@ struct handoff {
 	char old_kernel[65];
 	double kexec_at;           /* CLOCK_REALTIME ms just before reboot() */
 	uint64_t kexec_tsc;        /* TSC then (tsc.h), 0 when unknown */
+	int sandbox;               /* QEMU ran under -sandbox: so does the restored one */
 	double tsc_hz;
 	size_t n_vms;
 	struct handoff_vm vms[HANDOFF_MAX_VMS];

@@ -396,10 +396,11 @@ int sup_run(const struct sup_opts *o)
 			S.port_timer = loop_timer_add(PORT_RETRY_MS, PORT_RETRY_MS, on_port_timer, NULL);
 	}
 	load_config();
-	probe_qemu();
-	/* After a kexec: the VMs of the manifest continue on their RAM. */
+	/* After a kexec: the VMs of the manifest continue on their RAM, first
+	 * thing, since every millisecond here is blackout. */
 	if (o->pid1 && o->state_mounted)
 		update_resume(o->state_dir);
+	probe_qemu();
 	for (size_t i = 0; i < S.n_vms; i++) {
 		char err[512];
 		if (S.vms[i].pid <= 0 && S.vms[i].state != VM_RUNNING)

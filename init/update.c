@@ -448,6 +448,7 @@ void update_run_pending(void)
 		for (size_t i = 0; i < h->n_vms; i++)
 			h->vms[i].vmstate_bytes += 1;
 	h->tsc_hz = U.tsc_hz;
+	h->sandbox = vm_env.sandbox;
 	h->kexec_at = realtime_ms();
 	h->kexec_tsc = tsc_read();
 	r = fault("no-space") ? -ENOSPC : handoff_write(U.dir, h);

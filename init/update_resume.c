@@ -149,6 +149,9 @@ void update_resume(const char *state_dir)
 		goto out;
 	}
 	luo = strcmp(h->mode, "luo") == 0;
+	/* The boot probes of QEMU run after the restore (they cost seconds
+	 * under TCG): the restored QEMUs run as confined as the saved ones. */
+	vm_env.sandbox = h->sandbox;
 	/* The clocks of the two kernels are compared through the TSC: the new
 	 * kernel's CLOCK_REALTIME comes from a one-second RTC. Phases inside one
 	 * init use its own clock. */

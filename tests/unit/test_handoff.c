@@ -136,9 +136,9 @@ static void test_corrupt(void **state)
 	expect_refused("{\"version\": 2}", "version");
 	expect_refused("{\"version\": 1, \"generation\": \"xyz\"}", "generation");
 	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"magic\", "
-		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0}", "mode");
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false}", "mode");
 	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
-		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"vms\": [{\"name\": 3}]}", "vms[0].name");
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false, \"vms\": [{\"name\": 3}]}", "vms[0].name");
 	/* A torn write: the first half of a real manifest. */
 	sample(&a);
 	assert_int_equal(handoff_write(dir, &a), 0);
