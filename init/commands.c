@@ -74,6 +74,10 @@ static int arg_vm(const char *cmd, json_object *args, struct vm **ret, struct cm
 	*ret = sup_find_vm(name);
 	if (!*ret)
 		return fail(err, "DeviceNotFound", "%s: no VM named '%.64s'", cmd, name);
+	/* vm-stop runs the loop while the guest powers down: only vm-log may
+	 * touch that VM meanwhile. */
+	if ((*ret)->stopping && strcmp(cmd, "vm-log") != 0)
+		return fail(err, "GenericError", "%s: %s is being stopped, try again", cmd, name);
 	return 0;
 }
 
@@ -126,7 +130,7 @@ static int cmd_vm_stop(json_object *args, json_object **ret, struct cmd_error *e
 	if (check_keys("vm-stop", args, keys, err) < 0 || arg_vm("vm-stop", args, &vm, err) < 0 ||
 	    arg_timeout("vm-stop", args, &t, err) < 0)
 		return -EINVAL;
-	if (vm_stop(vm, t) < 0)
+	if (vm_stop_serving(vm, t) < 0)
 		return fail(err, "GenericError", "vm-stop: %s: QEMU could not be stopped", vm->conf->name);
 	*ret = vm_status_json(vm);
 	return 0;
@@ -142,7 +146,7 @@ static int cmd_vm_restart(json_object *args, json_object **ret, struct cmd_error
 	if (check_keys("vm-restart", args, keys, err) < 0 || arg_vm("vm-restart", args, &vm, err) < 0 ||
 	    arg_timeout("vm-restart", args, &t, err) < 0)
 		return -EINVAL;
-	if (vm_stop(vm, t) < 0)
+	if (vm_stop_serving(vm, t) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm->conf->name);
 	if (vm_start(vm, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: %s", vm->conf->name, e);

@@ -194,6 +194,16 @@ int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 		return r;
 	json_object_put(res);
 	qmp_clear_events(q);
+	/* The state is consumed: QEMU must not keep it (a vmstate is valid only
+	 * for the RAM it was saved with). */
+	{
+		json_object *a = json_object_new_object();
+		char e[128];
+
+		json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
+		(void)qmp_command(q, "remove-fd", a, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
+		json_object_put(a);
+	}
 	/* A guest stopped before its save comes back paused. */
 	if ((r = query_status(q, st, sizeof(st))) < 0)
 		return r;

@@ -109,7 +109,7 @@ static void on_signal(int fd, uint32_t events, void *data)
 			break;
 		case SIGTERM:
 		case SIGINT: /* Ctrl-Alt-Del when PID 1 */
-			log_info("signal %d: %s", (int)si.ssi_signo, S.o.pid1 ? "reboot" : "stop");
+			log_info("signal %d: %s", (int)si.ssi_signo, S.o.pid1 ? "reboot" : "stop the VMs and exit");
 			sup_request(SUP_REBOOT, SUP_SHUTDOWN_TIMEOUT);
 			break;
 		case SIGUSR2:
@@ -354,7 +354,7 @@ static void stop_all(int timeout_ms)
 
 static int shutdown_now(enum sup_action a, int timeout_ms)
 {
-	log_info("%s: stopping %zu VM(s)", a == SUP_REBOOT ? "reboot" : "power off", S.n_vms);
+	log_info("%s: stopping %zu VM(s)", !S.o.pid1 ? "exit" : a == SUP_REBOOT ? "reboot" : "power off", S.n_vms);
 	stop_all(timeout_ms);
 	if (!S.o.pid1) {
 		ctl_server_close();
@@ -375,6 +375,7 @@ int sup_run(const struct sup_opts *o)
 
 	S.o = *o;
 	S.port_timer = -1;
+	S.fdset_probe = -ENOENT; /* status says null until a probe ran */
 	if ((r = loop_init()) < 0 || (r = signals_setup()) < 0) {
 		log_errno(LOG_ERR, r, "event loop");
 		if (!o->pid1)

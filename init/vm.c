@@ -290,9 +290,17 @@ static bool policy_restarts(const struct vm *vm, int status)
 	}
 }
 
+static void reaped_stop(struct vm *vm, int status);
+
 void vm_exited(struct vm *vm, int status)
 {
 	char how[64] = "failed to start";
+
+	if (vm->stopping && status != -1) {
+		/* A vm-stop is waiting for exactly this: not a failure. */
+		reaped_stop(vm, status);
+		return;
+	}
 
 	if (status != -1) {
 		spawn_status_str(status, how, sizeof(how));
@@ -332,7 +340,40 @@ static void reaped_stop(struct vm *vm, int status)
 	vm->state = VM_STOPPED;
 }
 
+/* Run the loop until the reaper has seen pid go (0) or timeout_ms passed. */
+static int wait_exit_serving(struct vm *vm, pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+	while (vm->pid == pid) {
+		uint64_t now = now_ms();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		(void)loop_run_once((int)(deadline - now < 200 ? deadline - now : 200));
+	}
+	return 0;
+}
+
+static int stop(struct vm *vm, int timeout_ms, bool serve);
+
+int vm_stop_serving(struct vm *vm, int timeout_ms)
+{
+	int r;
+
+	if (vm->stopping)
+		return -EBUSY;
+	vm->stopping = true;
+	r = stop(vm, timeout_ms, true);
+	vm->stopping = false;
+	return r;
+}
+
 int vm_stop(struct vm *vm, int timeout_ms)
+{
+	return stop(vm, timeout_ms, false);
+}
+
+static int stop(struct vm *vm, int timeout_ms, bool serve)
 {
 	char e[128];
 	int st, r;
@@ -345,7 +386,10 @@ int vm_stop(struct vm *vm, int timeout_ms)
 	}
 	if (vm->qmp && timeout_ms > 0 &&
 	    qmp_command(vm->qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e)) == 0) {
-		if (spawn_wait(vm->pid, timeout_ms, &st) == 0) {
+		if (serve) {
+			if (wait_exit_serving(vm, vm->pid, timeout_ms) == 0)
+				return 0;
+		} else if (spawn_wait(vm->pid, timeout_ms, &st) == 0) {
 			reaped_stop(vm, st);
 			return 0;
 		}

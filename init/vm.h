@@ -38,6 +38,7 @@ struct vm {
 	const struct vmconf_vm *conf;
 	enum vm_state state;
 	bool want_running;          /* the operator's intent: restart policy applies */
+	bool stopping;              /* vm_stop_serving is waiting for the guest */
 	pid_t pid;                  /* QEMU, 0 when none */
 	int ram_fd;                 /* guest RAM memfd, -1 when none */
 	struct qmp *qmp;
@@ -84,6 +85,9 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 int vm_start(struct vm *vm, char *err, size_t errlen);
 /* Ask the guest to power down, wait up to timeout_ms, then quit/kill. */
 int vm_stop(struct vm *vm, int timeout_ms);
+/* The same, but the loop keeps running while the guest powers down (other
+ * clients and VMs are served); vm->stopping is set meanwhile. */
+int vm_stop_serving(struct vm *vm, int timeout_ms);
 /* The reaper found pid gone: clean up and apply the restart policy. */
 bool vm_owns_pid(const struct vm *vm, pid_t pid);
 void vm_exited(struct vm *vm, int status);

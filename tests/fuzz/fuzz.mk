@@ -8,6 +8,7 @@
 #   make fuzz FUZZ_TIME=600      longer
 #   make fuzz FUZZ_TARGETS=qmp   only some
 #   make fuzz-build              just build them (build/fuzz/fuzz_NAME)
+#   make fuzz-replay             run the seeds and past findings once (seconds)
 #
 # Each run reads the committed seeds (tests/fuzz/corpus/NAME) and past findings
 # (tests/fuzz/regress/NAME, which must all pass first), and grows a scratch
@@ -81,3 +82,13 @@ endef
 
 fuzz: fuzz-build
 	@rc=0; $(foreach t,$(FUZZ_TARGETS),$(call FUZZ_RUN,$(t))) exit $$rc
+
+# Every committed input once, no fuzzing: a quick check that nothing regressed.
+.PHONY: fuzz-replay
+fuzz-replay: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		d=$$(ls -d tests/fuzz/corpus/$$t tests/fuzz/regress/$$t 2>/dev/null); \
+		if ASAN_OPTIONS=detect_leaks=1 $(FZ)/fuzz_$$t -runs=0 $$d >$(FZ)/$$t-replay.log 2>&1; \
+		then echo "fuzz-replay: $$t ok"; \
+		else rc=1; tail -n 40 $(FZ)/$$t-replay.log; echo "fuzz-replay: $$t FAILED"; fi; \
+	done; exit $$rc

@@ -2,8 +2,9 @@
  * ctl_proto_parse, then the replies the server would send for it.
  *
  * Checks beyond memory safety: the parse result is one of the documented
- * codes; every error is named; the reply lines (return, error, event) are
- * single lines of valid JSON that echo the request's id unchanged. */
+ * codes; every error is named; accepted requests hold no NUL in a string;
+ * the reply lines (return, error, event) are single lines of valid JSON that
+ * echo the request's id unchanged. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +60,30 @@ static void check_id(json_object *reply, json_object *id)
 	CHECK(has && json_object_equal(v, id));
 }
 
+/* No string in an accepted request holds a NUL (json-c's C strings would
+ * cut it short: "vm0\u0000x" acting on vm0). */
+static void check_no_nul(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		CHECK(strlen(json_object_get_string(o)) == (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			check_no_nul(json_object_array_get_idx(o, i));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			check_no_nul(val);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
 static void check_error(const struct cmd_error *err)
 {
 	CHECK(memchr(err->class_, '\0', sizeof(err->class_)));
@@ -87,6 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(json_object_object_get_ex(req.root, "execute", &v) &&
 		      json_object_is_type(v, json_type_string));
 		CHECK(!req.args || json_object_is_type(req.args, json_type_object));
+		check_no_nul(req.root);
 		/* The server answers with the arguments echoed, say. */
 		o = check_line(ctl_proto_format_return(req.args, req.id));
 		CHECK(json_object_object_get_ex(o, "return", &v));
@@ -106,7 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case -EBADMSG:
 	case -EMSGSIZE:
 	case -ENOMEM:
-		CHECK(!req.execute && !req.args);
+		/* (execute may be set: "arguments" is checked after it) */
+		CHECK(!req.args);
 		CHECK(!req.id || req.root);
 		check_error(&err);
 		break;

@@ -23,8 +23,8 @@
  * client finds nothing more (EAGAIN, as in production between messages), and
  * every call gets a 0 ms timeout so it gives up at once instead of waiting. */
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -22,6 +22,24 @@
 		}                                                                    \
 	} while (0)
 
+/* QEMU's reading of "file=PATH,format=...": ",," is a comma, "," ends it. */
+static void check_drive(const char *opt, const struct vmconf_disk *d)
+{
+	size_t n = strlen(d->path), i = 0;
+
+	CHECK(strncmp(opt, "file=", 5) == 0);
+	opt += 5;
+	for (;; opt++, i++) {
+		if (opt[0] == ',' && opt[1] == ',')
+			opt++;
+		else if (opt[0] == ',' || opt[0] == '\0')
+			break;
+		CHECK(i < n && *opt == d->path[i]);
+	}
+	CHECK(i == n);
+	CHECK(strncmp(opt, ",format=", 8) == 0 && strncmp(opt + 8, d->format, strlen(d->format)) == 0);
+}
+
 static void check_vm(const struct vmconf *c, const struct vmconf_vm *vm)
 {
 	static const struct vmconf_argv_opts opts[] = {
@@ -60,6 +78,21 @@ static void check_vm(const struct vmconf *c, const struct vmconf_vm *vm)
 		while (argv[n])
 			n++;
 		CHECK(n > vm->n_qemu_args);
+		/* Before qemu_args: options, each with one value but these two.
+		 * Each disk is one -drive whose file= reads back as its path. */
+		size_t disk = 0, end = n - vm->n_qemu_args, j;
+		for (j = 1; j < end; j++) {
+			CHECK(argv[j][0] == '-');
+			if (strcmp(argv[j], "-nodefaults") == 0 || strcmp(argv[j], "-no-user-config") == 0)
+				continue;
+			CHECK(j + 1 < end);
+			if (strcmp(argv[j], "-drive") == 0) {
+				CHECK(disk < vm->n_disks);
+				check_drive(argv[j + 1], &vm->disks[disk++]);
+			}
+			j++;
+		}
+		CHECK(j == end && disk == vm->n_disks);
 		/* qemu_args come last, verbatim */
 		for (size_t i = 0; i < vm->n_qemu_args; i++)
 			CHECK(strcmp(argv[n - vm->n_qemu_args + i], vm->qemu_args[i]) == 0);

@@ -63,8 +63,10 @@ def test_vm_starts_and_beats(one_vm):
     assert v["accel"] == "tcg" and v["memory_mib"] == 64 and v["restarts"] == 0
     assert v["restart"] == "on-failure" and v["last_update"] is None and v["last_error"] is None
     assert v["qemu_version"] == "10.0.2"
-    # The QEMU is the supervisor's child, with the VM's RAM memfd.
+    # The QEMU is the supervisor's child, in a session of its own (a Ctrl-C
+    # on the supervisor's terminal must not reach it), with the VM's RAM memfd.
     assert helpers.proc_stat(v["pid"])[1] == s.pid
+    assert os.getsid(v["pid"]) == v["pid"]
     links = helpers.fd_links(v["pid"]).values()
     assert any(l.startswith("/memfd:luoinit:vm0") for l in links), sorted(links)
     assert_one_boot_counting(s.serial("vm0"), "fresh boot")
