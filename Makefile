@@ -6,6 +6,8 @@
 #   make check-host   luoinit --host with real QEMU under TCG
 #   make bench        live-update benchmark on the board
 #   make lint         cppcheck + clang-tidy
+#   make fuzz         libFuzzer (clang, ASan+UBSan) on vmconf, ctl_proto and QMP for
+#                     FUZZ_TIME s each (default 60); fails on any finding (tests/fuzz/fuzz.mk)
 
 BOARD    ?= qemu-x86_64
 B        := build
@@ -44,6 +46,7 @@ include init/build.mk
 include initramfs/build.mk
 include board/$(BOARD)/board.mk
 include tests/build.mk
+include tests/fuzz/fuzz.mk
 
 # Static objects and host (sanitized) objects, one rule each.
 $(B)/musl/%.o: %.c $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok

@@ -2,6 +2,7 @@
 #include "ctl_proto.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,32 @@ static int has_escaped_nul(const char *buf, size_t len)
 		i++; /* skip the escaped character */
 	}
 	return 0;
+}
+
+/* json-c takes NaN, Infinity and -Infinity even when strict, and 1e999 as an
+ * infinity: none is an RFC 8259 number, and an id like that would be echoed
+ * into a reply no strict JSON parser reads. */
+static int has_nonfinite(struct json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return !isfinite(json_object_get_double(o));
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			if (has_nonfinite(json_object_array_get_idx(o, i)))
+				return 1;
+		return 0;
+	case json_type_object: {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			if (has_nonfinite(val))
+				return 1;
+		}
+		return 0;
+	}
+	default:
+		return 0;
+	}
 }
 
 /* Parse exactly one JSON value from buf, strictly (RFC 8259, valid UTF-8). */
@@ -96,6 +123,11 @@ static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 					    "malformed JSON: trailing data after the request object");
 			return -EBADMSG;
 		}
+	}
+	if (has_nonfinite(obj)) { /* depth is bounded by CTL_JSON_DEPTH */
+		json_object_put(obj);
+		ctl_proto_set_error(err, NULL, "malformed JSON: NaN, Infinity or a number out of range");
+		return -EBADMSG;
 	}
 	*ret_obj = obj;
 	return 0;

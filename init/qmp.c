@@ -304,15 +304,24 @@ static void ev_push(struct qmp *q, json_object *m)
 	json_object_put(m);
 }
 
+/* The text of e's member key; "?" when missing or JSON null (json-c gives NULL). */
+static const char *member_text(json_object *e, const char *key)
+{
+	json_object *v;
+	const char *s;
+
+	if (!json_object_object_get_ex(e, key, &v) || !(s = json_object_get_string(v)))
+		return "?";
+	return s;
+}
+
 static int reply_result(json_object *m, json_object **ret_return,
 			char *err, size_t errlen)
 {
 	json_object *e, *v;
 
 	if (json_object_object_get_ex(m, "error", &e)) {
-		const char *cls = json_object_object_get_ex(e, "class", &v) ? json_object_get_string(v) : "?";
-		const char *desc = json_object_object_get_ex(e, "desc", &v) ? json_object_get_string(v) : "?";
-		set_err(err, errlen, "%s: %s", cls, desc);
+		set_err(err, errlen, "%s: %s", member_text(e, "class"), member_text(e, "desc"));
 		return -EREMOTEIO;
 	}
 	(void)json_object_object_get_ex(m, "return", &v);

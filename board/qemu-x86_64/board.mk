@@ -44,10 +44,13 @@ MGMT_SOCK    ?= $(BB)/mgmt.sock
 CONSOLE_LOG  ?= $(BB)/console.log
 QEMU_PIDFILE ?= $(BB)/qemu.pid
 QEMU_APPEND  ?=
+# kvm|tcg, or the file holding the probe's answer
+ACCEL        ?= $(BB)/accel
+QEMU_CPU     ?= max
 BOARD_RUN_DEPS := $(B)/luoinit $(BB)/bzImage $(INITRAMFS) $(STATE_IMG) $(BB)/accel
 QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BB)/bzImage --initrd $(INITRAMFS) \
 	--state $(STATE_IMG) --socket $(MGMT_SOCK) --console $(CONSOLE_LOG) --pidfile $(QEMU_PIDFILE) \
-	--accel $(BB)/accel --luoinit $(B)/luoinit --append "$(QEMU_APPEND)"
+	--accel $(ACCEL) --cpu $(QEMU_CPU) --luoinit $(B)/luoinit --append "$(QEMU_APPEND)"
 
 run: $(BOARD_RUN_DEPS)
 	@$(call QEMU_SH,run)

@@ -7,7 +7,10 @@
 # Options (defaults for build/qemu-x86_64):
 #   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
-#   --luoinit BIN  --qemu BIN  --timeout S
+#   --luoinit BIN  --qemu BIN  --timeout S  --cpu MODEL (default max)
+# Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
+# "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
+# fine that way); --cpu max,svm=off keeps the inner VMs on TCG.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +20,7 @@ shift
 dir=$top/build/qemu-x86_64
 kernel="" initrd="" state="" sock="" console="" pidfile="" accel=""
 cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
-qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90
+qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90 cpu=max
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) dir=$2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--luoinit) luoinit=$2 ;;
 	--qemu) qemu=$2 ;;
 	--timeout) timeout_s=$2 ;;
+	--cpu) cpu=$2 ;;
 	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -74,7 +78,7 @@ append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
 append="${append% } $extra"
 
 set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
-	-machine q35 -accel "$accel" -cpu max -smp 2 -m 3G \
+	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 3G \
 	-kernel "$kernel" -initrd "$initrd" -append "$append" \
 	-drive "file=$state,format=raw,if=none,id=state,cache=writeback" \
 	-device virtio-blk-pci,drive=state \

@@ -88,7 +88,9 @@ fuzz: fuzz-build
 fuzz-replay: fuzz-build
 	@rc=0; for t in $(FUZZ_TARGETS); do \
 		d=$$(ls -d tests/fuzz/corpus/$$t tests/fuzz/regress/$$t 2>/dev/null); \
-		if ASAN_OPTIONS=detect_leaks=1 $(FZ)/fuzz_$$t -runs=0 $$d >$(FZ)/$$t-replay.log 2>&1; \
+		mkdir -p $(FZ)/artifacts/$$t; \
+		if ASAN_OPTIONS=detect_leaks=1 $(FZ)/fuzz_$$t -runs=0 \
+			-artifact_prefix=$(FZ)/artifacts/$$t/ $$d >$(FZ)/$$t-replay.log 2>&1; \
 		then echo "fuzz-replay: $$t ok"; \
 		else rc=1; tail -n 40 $(FZ)/$$t-replay.log; echo "fuzz-replay: $$t FAILED"; fi; \
 	done; exit $$rc
