@@ -6,4 +6,4 @@ INIT_OBJS     := $(patsubst %.c,$(B)/musl/%.o,$(INIT_SRCS) $(VMCONF_LIB_SRCS))
 
 $(B)/luoinit: $(INIT_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(MUSL_CC) $(MUSL_LDFLAGS) -o $@ $^ $(MUSL_LIBS)
+	$(Q)$(MUSL_CC) $(MUSL_LDFLAGS) -o $@.tmp $^ $(MUSL_LIBS) && mv $@.tmp $@

@@ -73,6 +73,15 @@ static int has_nonfinite(struct json_object *o)
 	}
 }
 
+/* json-c represents JSON null as a NULL pointer, which would read as "no id".
+ * A request's "id": null is this marker instead, written back as null. */
+struct json_object *ctl_proto_null_id(void)
+{
+	static int marker;
+
+	return (struct json_object *)(void *)&marker;
+}
+
 /* Parse exactly one JSON value from buf, strictly (RFC 8259, valid UTF-8). */
 static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 		      struct cmd_error *err)
@@ -85,10 +94,6 @@ static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 	if (len > CTL_LINE_MAX) {
 		ctl_proto_set_error(err, NULL, "request line longer than %d bytes", CTL_LINE_MAX);
 		return -EMSGSIZE;
-	}
-	if (has_escaped_nul(buf, len)) {
-		ctl_proto_set_error(err, NULL, "malformed request: strings must not contain \\u0000");
-		return -EBADMSG;
 	}
 	tok = json_tokener_new_ex(CTL_JSON_DEPTH);
 	if (!tok) {
@@ -154,7 +159,12 @@ int ctl_proto_parse(const char *line, size_t len, struct ctl_request *req,
 		return -EINVAL;
 	}
 	if (json_object_object_get_ex(root, "id", &v))
-		req->id = v; /* even a JSON null is echoed, as given */
+		req->id = v ? v : ctl_proto_null_id(); /* even a JSON null is echoed */
+	/* After the id is known, so that the error carries it. */
+	if (has_escaped_nul(line, len)) {
+		ctl_proto_set_error(err, NULL, "malformed request: strings must not contain \\u0000");
+		return -EBADMSG;
+	}
 	if (!json_object_object_get_ex(root, "execute", &v) || !v) {
 		ctl_proto_set_error(err, NULL, "missing \"execute\"");
 		return -EINVAL;
@@ -219,6 +229,8 @@ static struct json_object *ref_or_empty(struct json_object *v)
 /* A JSON null id is NULL in json-c, so it is treated as absent. */
 static int put_id(struct json_object *obj, struct json_object *id)
 {
+	if (id == ctl_proto_null_id())
+		return json_object_object_add(obj, "id", NULL) < 0 ? -ENOMEM : 0;
 	return id ? put(obj, "id", json_object_get(id)) : 0;
 }
 

@@ -18,7 +18,9 @@ struct json_object;
 struct ctl_request {
 	const char *execute;      /* points into root; valid until ctl_request_clear */
 	struct json_object *args; /* the "arguments" object, NULL when absent */
-	struct json_object *id;   /* the "id" value, NULL when absent */
+	struct json_object *id;   /* the "id" value, NULL when absent,
+				   * ctl_proto_null_id() for a JSON null (never
+				   * pass that to json-c: only to the formatters) */
 	struct json_object *root; /* owns all of the above */
 };
 
@@ -38,6 +40,7 @@ void ctl_proto_set_error(struct cmd_error *err, const char *class_, const char *
 
 /* Format one line ending in '\n', malloc'd (caller frees), NULL on ENOMEM.
  * id may be NULL (then no "id" key). ret/data NULL mean {}. */
+struct json_object *ctl_proto_null_id(void);
 char *ctl_proto_format_return(struct json_object *ret, struct json_object *id);
 char *ctl_proto_format_error(const struct cmd_error *err, struct json_object *id);
 char *ctl_proto_format_event(const char *name, struct json_object *data,

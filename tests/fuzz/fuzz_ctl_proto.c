@@ -57,6 +57,10 @@ static void check_id(json_object *reply, json_object *id)
 		CHECK(!has);
 		return;
 	}
+	if (id == ctl_proto_null_id()) {
+		CHECK(has && v == NULL);
+		return;
+	}
 	CHECK(has && json_object_equal(v, id));
 }
 
