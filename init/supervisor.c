@@ -360,8 +360,11 @@ static int shutdown_now(enum sup_action a, int timeout_ms)
 		ctl_server_close();
 		return 0;
 	}
+	/* Nothing of ours may keep /state busy. */
+	for (size_t i = 0; i < S.n_vms; i++)
+		vm_log_close(&S.vms[i]);
 	sync();
-	(void)mounts_sync_umount("/state");
+	(void)mounts_sync_umount(S.o.state_dir);
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();
 	if (reboot(a == SUP_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) < 0)

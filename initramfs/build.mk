@@ -6,12 +6,12 @@ KHDR_STAMP    := $(KHDR)/.stamp
 KSRC          := $(abspath $(B)/linux-source-7.2)
 KSRC_STAMP    := $(KSRC)/.stamp
 
-$(SYSROOT_STAMP): initramfs/sysroot.sh
+$(SYSROOT_STAMP): initramfs/sysroot.sh | deps-ok
 	@sh initramfs/sysroot.sh $(SYSROOT)
 	@touch $@
 
 # The script touches the stamp only when it (re)unpacks: a new pinned version.
-$(KSRC_STAMP): initramfs/kernel-src.sh
+$(KSRC_STAMP): initramfs/kernel-src.sh | deps-ok
 	@sh initramfs/kernel-src.sh unpack $(KSRC)
 
 # Also rewritten when the sysroot is rebuilt (it starts from the system's headers).

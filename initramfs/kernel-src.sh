@@ -22,34 +22,38 @@ deb=$dl/${KSRC_PKG}_${KSRC_VER}_all.deb
 step() { echo "kernel-src: $*"; echo "=== $*" >> "$log"; }
 fail() { echo "kernel-src: FAILED, last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
 
-if [ "$mode" = unpack ]; then
-# Unpacked already at the pinned version: leave the tree (and its stamp) alone,
-# so that editing this script does not rebuild the kernel.
-if [ -f "$srcdir/.stamp" ] && [ "$(cat "$srcdir/.debian-version" 2>/dev/null)" = "$KSRC_PKG=$KSRC_VER" ]; then
-	exit 0
-fi
-: > "$log"
-if [ ! -f "$deb" ]; then
-	step "download $KSRC_PKG $KSRC_VER"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dl"
-	echo "deb http://deb.debian.org/debian sid main" > "$apt_dir/sources.list"
-	set -- -o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null \
-	       -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
-	       -o APT::Sandbox::User=root
-	apt-get "$@" update -qq >> "$log" 2>&1 || fail
-	(cd "$dl" && apt-get "$@" download -qq "$KSRC_PKG=$KSRC_VER") >> "$log" 2>&1 || fail
-fi
+unpack() {
+	# Unpacked already at the pinned version: leave the tree (and its stamp)
+	# alone, so that editing this script does not rebuild the kernel.
+	if [ -f "$srcdir/.stamp" ] &&
+	   [ "$(cat "$srcdir/.debian-version" 2>/dev/null)" = "$KSRC_PKG=$KSRC_VER" ]; then
+		return 0
+	fi
+	: > "$log"
+	if [ ! -f "$deb" ]; then
+		step "download $KSRC_PKG $KSRC_VER"
+		mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dl"
+		echo "deb http://deb.debian.org/debian sid main" > "$apt_dir/sources.list"
+		set -- -o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null \
+		       -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
+		       -o APT::Sandbox::User=root
+		apt-get "$@" update -qq >> "$log" 2>&1 || fail
+		(cd "$dl" && apt-get "$@" download -qq "$KSRC_PKG=$KSRC_VER") >> "$log" 2>&1 || fail
+	fi
+	step "unpack into $srcdir"
+	rm -rf "$srcdir" "$srcdir.tmp"
+	mkdir -p "$srcdir.tmp"
+	dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$KSRC_PKG.tar.xz" \
+		| tar -xJ -C "$srcdir.tmp" --strip-components=1 || fail
+	mv "$srcdir.tmp" "$srcdir"
+	echo "$KSRC_PKG=$KSRC_VER" > "$srcdir/.debian-version"
+	touch "$srcdir/.stamp"
+	step "unpacked"
+}
 
-step "unpack into $srcdir"
-rm -rf "$srcdir" "$srcdir.tmp"
-mkdir -p "$srcdir.tmp"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$KSRC_PKG.tar.xz" \
-	| tar -xJ -C "$srcdir.tmp" --strip-components=1 || fail
-mv "$srcdir.tmp" "$srcdir"
-echo "$KSRC_PKG=$KSRC_VER" > "$srcdir/.debian-version"
-touch "$srcdir/.stamp"
-step "unpacked"
-exit 0
+if [ "$mode" = unpack ]; then
+	unpack
+	exit 0
 fi
 
 khdr=${3:?}

@@ -5,7 +5,7 @@ BOARD_DIR := board/$(BOARD)
 
 # --- the board kernel: tinyconfig + kernel.config, out of tree in $(BB)/kernel-obj.
 # Rebuilt only when the fragment, the build script or the kernel source change.
-$(BB)/bzImage: $(BOARD_DIR)/kernel.config $(BOARD_DIR)/build-kernel.sh $(KSRC_STAMP)
+$(BB)/bzImage: $(BOARD_DIR)/kernel.config $(BOARD_DIR)/build-kernel.sh $(KSRC_STAMP) | deps-ok
 	@sh $(BOARD_DIR)/build-kernel.sh $(KSRC) $(BB)
 	@touch $@
 

@@ -7,7 +7,8 @@
 # Options (defaults for build/qemu-x86_64):
 #   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
-#   --luoinit BIN  --qemu BIN  --timeout S  --cpu MODEL (default max)
+#   --luoinit BIN  --qemu BIN  --timeout S
+# Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
 # Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
 # fine that way); --cpu max,svm=off keeps the inner VMs on TCG.
@@ -56,7 +57,8 @@ if [ "$mode" = stop ]; then
 		exit 0
 	fi
 	pid=$(cat "$pidfile")
-	"$luoinit" ctl --socket "$sock" poweroff >/dev/null || echo "qemu.sh: poweroff request failed" >&2
+	timeout 30 "$luoinit" ctl --socket "$sock" poweroff >/dev/null ||
+		echo "qemu.sh: poweroff request failed" >&2
 	i=0
 	while kill -0 "$pid" 2>/dev/null && [ $i -lt "$timeout_s" ]; do sleep 1; i=$((i + 1)); done
 	if kill -0 "$pid" 2>/dev/null; then
@@ -78,7 +80,7 @@ append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
 append="${append% } $extra"
 
 set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
-	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 3G \
+	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${LUOINIT_APPLIANCE_MEM:-3G}" \
 	-kernel "$kernel" -initrd "$initrd" -append "$append" \
 	-drive "file=$state,format=raw,if=none,id=state,cache=writeback" \
 	-device virtio-blk-pci,drive=state \

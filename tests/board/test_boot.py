@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,12 +36,25 @@ class Appliance:
         self.console = os.path.join(d, "console.log")
         self.pidfile = os.path.join(d, "qemu.pid")
 
-    def make(self, target, timeout=600):
-        return subprocess.run(
-            ["make", "--no-print-directory", "-s", target, f"STATE_IMG={self.state}",
-             f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
-             f"QEMU_PIDFILE={self.pidfile}"],
-            cwd=TOP, env=clean_env(), timeout=timeout, capture_output=True, text=True)
+    def make(self, target, timeout=600, *extra):
+        """make TARGET for this copy; in its own process group, so that a
+        timeout kills everything it started (QEMU daemonizes out of it)."""
+        with tempfile.TemporaryFile("w+") as out:
+            p = subprocess.Popen(
+                ["make", "--no-print-directory", "-s", target, f"STATE_IMG={self.state}",
+                 f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
+                 f"QEMU_PIDFILE={self.pidfile}", *extra],
+                cwd=TOP, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True)
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                rc = -1
+            out.seek(0)
+            text = out.read()
+        return subprocess.CompletedProcess(p.args, rc, text, "")
 
     def ctl(self, *args, timeout=30):
         p = subprocess.run([LUOINIT, "ctl", "--socket", self.sock, *args],
