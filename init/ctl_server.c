@@ -110,7 +110,8 @@ static void conn_update_events(struct conn *c)
 {
 	uint32_t ev = 0;
 
-	if (c->dead || !c->registered)
+	/* A port whose host is away stays edge-triggered until it is back. */
+	if (c->dead || !c->registered || c->port_timer >= 0)
 		return;
 	if (!c->in_handler && !c->eof)
 		ev |= EPOLLIN;
@@ -134,9 +135,13 @@ static void port_disconnected(struct conn *c)
 	c->partial_since = 0;
 	if (c->port_timer >= 0)
 		return;
-	if (c->registered)
+	/* Edge-triggered while the host is away: virtio_console wakes pollers
+	 * when the host connects, so that wake-up reconnects at once, without
+	 * the level-triggered EPOLLHUP storm. The timer is the fallback. */
+	if (c->registered && loop_mod(c->fd, EPOLLIN | EPOLLET) < 0) {
 		loop_del(c->fd);
-	c->registered = 0;
+		c->registered = 0;
+	}
 	t = loop_timer_add(CTL_RETRY_MS, CTL_RETRY_MS, port_timer_cb, c);
 	if (t < 0) {
 		log_errno(LOG_ERR, -t, "ctl: management port: cannot arm the reconnect timer");
@@ -146,17 +151,15 @@ static void port_disconnected(struct conn *c)
 	log_debug("ctl: management port: host disconnected");
 }
 
-static void port_timer_cb(int fd, uint32_t events, void *data)
+/* The host is back when the port no longer reports a hang-up. */
+static void port_try_reconnect(struct conn *c)
 {
-	struct conn *c = data;
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-	uint64_t n;
 	int r;
 
-	(void)!read(fd, &n, sizeof(n));
 	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
 		return;
-	r = loop_add(c->fd, EPOLLIN, conn_cb, c);
+	r = c->registered ? loop_mod(c->fd, EPOLLIN) : loop_add(c->fd, EPOLLIN, conn_cb, c);
 	if (r < 0) {
 		log_errno(LOG_ERR, -r, "ctl: management port: cannot watch it");
 		return;
@@ -170,6 +173,14 @@ static void port_timer_cb(int fd, uint32_t events, void *data)
 	c->discarding = 0;
 	c->partial_since = 0;
 	log_debug("ctl: management port: host connected");
+}
+
+static void port_timer_cb(int fd, uint32_t events, void *data)
+{
+	uint64_t n;
+
+	(void)!read(fd, &n, sizeof(n));
+	port_try_reconnect(data);
 }
 
 /* Write what the fd takes now: bytes written, or a negative errno. */
@@ -452,6 +463,12 @@ static void conn_cb(int fd, uint32_t events, void *data)
 {
 	struct conn *c = data;
 
+	if (c->kind == CONN_PORT && c->port_timer >= 0) {
+		/* Away: an edge-triggered wake-up, maybe the host connecting. */
+		port_try_reconnect(c);
+		if (c->port_timer >= 0)
+			return;
+	}
 	c->busy++;
 	if (c->busy > 1) {
 		/* Re-entered from a handler's nested loop: only flush or drop. */

@@ -186,7 +186,7 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 	    get_num(o, "tsc_hz", &h->tsc_hz, "", err, errlen) < 0)
 		return -EINVAL;
 	{
-		int64_t t;
+		int64_t t = 0;
 		/* Stored halved: JSON integers here are signed 64-bit. */
 		if (get_i64(o, "kexec_tsc", &t, "", err, errlen) < 0)
 			return -EINVAL;

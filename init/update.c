@@ -279,6 +279,8 @@ static void rollback_vms(void)
 			continue;
 		}
 		/* QEMU is gone but the RAM memfd and the state are ours. */
+		if (p->state_fd < 0 && p->path[0])
+			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
 		r = vm_spawn(vm, true, true, e, sizeof(e));
 		if (r == 0)
 			r = cpr_restore(vm->qmp, p->state_fd, U.luo, RESTORE_TIMEOUT, e, sizeof(e));
@@ -405,6 +407,14 @@ void update_run_pending(void)
 		vm_close_streams(p->vm);
 		p->vm->state = VM_RESTORING;
 		p->quit = true;
+		/* A state file on /state must not keep it busy: synced and closed
+		 * now, reopened by its path for a rollback. */
+		if (p->path[0]) {
+			if (fsync(p->state_fd) < 0)
+				log_errno(LOG_WARN, errno, "fsync %s", p->path);
+			close(p->state_fd);
+			p->state_fd = -1;
+		}
 		log_info("%s: saved, %lld bytes of state (RAM in stream %lld bytes) in %.1f ms", p->vm->conf->name,
 			 (long long)p->cs.vmstate_bytes, (long long)p->cs.ram_total, p->cs.done_at - p->cs.stopped_at);
 	}
