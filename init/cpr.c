@@ -121,12 +121,16 @@ static int query_status(struct qmp *q, char *buf, size_t len)
 	return 0;
 }
 
-void cpr_resume(struct qmp *q)
+int cpr_resume(struct qmp *q)
 {
 	char st[32], e[128];
+	int r = query_status(q, st, sizeof(st));
 
-	if (query_status(q, st, sizeof(st)) == 0 && strcmp(st, "running") != 0)
-		(void)qmp_command(q, "cont", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
+	if (r < 0)
+		return r;
+	if (strcmp(st, "running") != 0)
+		r = qmp_command(q, "cont", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
+	return r;
 }
 
 int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
@@ -165,7 +169,7 @@ void cpr_save_abort(struct qmp *q)
 	char e[128];
 
 	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
-	cpr_resume(q);
+	(void)cpr_resume(q);
 }
 
 int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,

@@ -33,8 +33,9 @@ int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_s
 int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
 		    char *err, size_t errlen);
 void cpr_save_abort(struct qmp *q);
-/* Resume a guest whose save completed but which must go on (rollback). */
-void cpr_resume(struct qmp *q);
+/* Resume a guest whose save completed but which must go on (rollback):
+ * 0, or -errno when QEMU does not answer (it died: the reaper takes over). */
+int cpr_resume(struct qmp *q);
 /* Restore a QEMU started with -incoming defer from state_fd and make sure the
  * guest runs. */
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,

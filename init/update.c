@@ -273,9 +273,10 @@ static void rollback_vms(void)
 		struct vm *vm = p->vm;
 		int r = 0;
 		if (!p->quit) {
-			if (vm->qmp)
-				cpr_resume(vm->qmp);
-			vm->state = VM_RUNNING;
+			/* A QEMU that died meanwhile is the reaper's: its restart
+			 * policy applies (its device state is gone with it). */
+			if (vm->qmp && cpr_resume(vm->qmp) == 0)
+				vm->state = VM_RUNNING;
 			continue;
 		}
 		/* QEMU is gone but the RAM memfd and the state are ours. */

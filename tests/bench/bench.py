@@ -30,6 +30,10 @@ LUOINIT = os.path.join(B, "luoinit")
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "256 1024 2048").split()]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 MEM = os.environ.get("BENCH_APPLIANCE_MEM", "5G")
+# BENCH_INITRAMFS: another initramfs image (e.g. compressed) for boot and update;
+# BENCH_FLOOR_ONLY=1: measure only the bare kexec (for the compression choice).
+INITRAMFS = os.environ.get("BENCH_INITRAMFS", os.path.join(BB, "initramfs.img"))
+FLOOR_ONLY = os.environ.get("BENCH_FLOOR_ONLY") == "1"
 HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
 
 
@@ -59,7 +63,7 @@ class Box:
         disk = f"{max(3, size_mib // 1024 * 2 + 2)}G"
         subprocess.run(["sh", os.path.join(BOARD_DIR, "mkstate.sh"), self.state, disk, vmconf,
                         os.path.join(BB, "heartbeat.elf"), os.path.join(BB, "bzImage"),
-                        os.path.join(BB, "initramfs.img")], check=True, stdout=subprocess.DEVNULL)
+                        INITRAMFS], check=True, stdout=subprocess.DEVNULL)
 
     def qemu(self, mode):
         env = dict(os.environ, LUOINIT_APPLIANCE_MEM=MEM)
@@ -67,6 +71,7 @@ class Box:
             env.pop(k, None)
         return subprocess.run(
             ["sh", os.path.join(BOARD_DIR, "qemu.sh"), mode, "--dir", BB, "--state", self.state,
+             "--initrd", INITRAMFS,
              "--socket", self.sock, "--console", self.console, "--pidfile", self.pidfile,
              "--append", self.append], env=env, capture_output=True, text=True, timeout=300)
 
@@ -113,6 +118,8 @@ class Box:
         return lu, st
 
     def floor(self):
+        # No VM in the update: the new init starts vm0 fresh, so stop it each time.
+        self.ctl("vm-stop", "name=vm0", "timeout=0", timeout=60)
         before = self.ctl("status")
         self.ctl("update", timeout=600)
         st = self.wait(lambda s: s["boot_id"] != before["boot_id"] and s.get("kexec_ms"), 900, "the kexec")
@@ -137,6 +144,21 @@ def main():
             raise SystemExit(f"bench: {BB}/{p} missing (make {BB}/{p})")
     rows = []
     floor = []
+    if FLOOR_ONLY:
+        box = Box(SIZES[0], True)
+        try:
+            p = box.qemu("start")
+            if p.returncode:
+                raise SystemExit(p.stdout + p.stderr)
+            box.wait(lambda s: True, 600, "the first status")
+            for i in range(RUNS):
+                floor.append(box.floor())
+                log(f"bench:   floor run {i + 1}: bare kexec {floor[-1]:.0f} ms")
+        finally:
+            box.close()
+        print(f"bench: floor with {os.path.basename(INITRAMFS)} ({os.path.getsize(INITRAMFS)} bytes): "
+              f"median {med(floor):.0f} ms of {floor}")
+        return 0
     for size in SIZES:
         for mode in ("luo", "full-ram"):
             log(f"bench: {size} MiB guest, {mode}: booting and filling the guest's RAM")
@@ -159,7 +181,6 @@ def main():
                     if lu["mode"] != mode:
                         raise SystemExit(f"bench: expected mode {mode}, got {lu['mode']}")
                 if mode == "luo" and size == SIZES[0]:
-                    box.ctl("vm-stop", "name=vm0", "timeout=0", timeout=60)
                     for i in range(RUNS):
                         floor.append(box.floor())
                         log(f"bench:   floor run {i + 1}: bare kexec {floor[-1]:.0f} ms")
