@@ -496,8 +496,6 @@ save_failed:
 	for (size_t i = 0; i < U.n; i++)
 		if (U.p[i].vm->qmp)
 			cpr_save_abort(U.p[i].vm->qmp);
-	if (fault("qemu-dies"))
-		U.fault[0] = 0;
 failed:
 	free(h);
 	fail_blackout(what);
