@@ -34,7 +34,7 @@ HOST_CFLAGS := $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit \
                $(shell pkg-config --cflags json-c libkmod blkid 2>/dev/null) -idirafter $(KHDR)/include
 HOST_LIBS := $(shell pkg-config --libs json-c libkmod blkid 2>/dev/null) -lcmocka
 
-.PHONY: all deps sysroot headers run start stop check check-unit check-host check-board \
+.PHONY: all deps sysroot headers run start stop check check-unit check-host check-board soak \
         bench lint fuzz clean distclean
 all: $(B)/luoinit $(B)/vmconf
 

@@ -128,7 +128,14 @@ static void port_timer_cb(int fd, uint32_t events, void *data);
  * host session and are dropped. */
 static void port_disconnected(struct conn *c)
 {
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	int t;
+
+	/* The hang-up may be stale: one host client left and the next one is
+	 * already connected (its request may be half read, its reply half
+	 * written). Only a port that still reports it has no host. */
+	if (poll(&pfd, 1, 0) == 1 && !(pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+		return;
 
 	c->in_len = c->out_len = c->out_off = 0;
 	c->discarding = 0;

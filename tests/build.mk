@@ -45,3 +45,7 @@ check:
 # The live-update benchmark (slow: boots the board once per size and mode).
 bench: all $(BOARD_TEST_DEPS)
 	@$(PYTHON) tests/bench/bench.py
+
+# Twenty live updates in a row (SOAK_UPDATES), checking the guest and the init's fds.
+soak: all $(BOARD_TEST_DEPS)
+	@$(PYTHON) tests/bench/soak.py

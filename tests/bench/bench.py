@@ -34,6 +34,10 @@ MEM = os.environ.get("BENCH_APPLIANCE_MEM", "5G")
 # BENCH_FLOOR_ONLY=1: measure only the bare kexec (for the compression choice).
 INITRAMFS = os.environ.get("BENCH_INITRAMFS", os.path.join(BB, "initramfs.img"))
 FLOOR_ONLY = os.environ.get("BENCH_FLOOR_ONLY") == "1"
+# The appliance's CPU: with SVM (the default here) the inner VMs get KVM nested
+# on TCG's emulated SVM, fast enough to fill GiBs of guest RAM; max,svm=off
+# keeps them on (much slower) nested TCG.
+CPU = os.environ.get("BENCH_CPU", "max")
 HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
 
 
@@ -44,7 +48,8 @@ def log(*a):
 class Box:
     """One appliance: its own state disk copy, socket, console."""
 
-    def __init__(self, size_mib, liveupdate):
+    def __init__(self, size_mib, liveupdate, cpu=CPU):
+        self.cpu = cpu
         self.dir = tempfile.mkdtemp(prefix="luoinit-bench-", dir="/tmp")
         self.state = os.path.join(self.dir, "state.img")
         self.sock = os.path.join(self.dir, "mgmt.sock")
@@ -71,7 +76,7 @@ class Box:
             env.pop(k, None)
         return subprocess.run(
             ["sh", os.path.join(BOARD_DIR, "qemu.sh"), mode, "--dir", BB, "--state", self.state,
-             "--initrd", INITRAMFS,
+             "--initrd", INITRAMFS, "--cpu", self.cpu,
              "--socket", self.sock, "--console", self.console, "--pidfile", self.pidfile,
              "--append", self.append], env=env, capture_output=True, text=True, timeout=300)
 
