@@ -57,8 +57,18 @@ class Appliance:
         return subprocess.CompletedProcess(p.args, rc, text, "")
 
     def ctl(self, *args, timeout=30):
-        p = subprocess.run([LUOINIT, "ctl", "--socket", self.sock, *args],
-                           capture_output=True, text=True, timeout=timeout)
+        # The init answers one request at a time, and under TCG some take a
+        # while (a QEMU starting inside the appliance waits for its QMP
+        # greeting): read-only commands are asked again rather than failed.
+        tries = 3 if args and args[0] in ("status", "vm-log") else 1
+        for i in range(tries):
+            try:
+                p = subprocess.run([LUOINIT, "ctl", "--socket", self.sock, *args],
+                                   capture_output=True, text=True, timeout=timeout)
+                break
+            except subprocess.TimeoutExpired:
+                if i == tries - 1:
+                    raise
         if p.returncode != 0:
             raise RuntimeError(f"ctl {' '.join(args)}: rc={p.returncode} {p.stderr.strip()}")
         return json.loads(p.stdout) if p.stdout.strip() else {}
