@@ -286,6 +286,22 @@ static void add_file_string(json_object *o, const char *key, const char *path)
 	json_object_object_add(o, key, n > 0 ? json_object_new_string(buf) : NULL);
 }
 
+/* Our own open fds, so a soak can see that nothing leaks across updates. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* not the one opendir holds */
+}
+
 json_object *sup_status_json(void)
 {
 	json_object *o = json_object_new_object(), *vms = json_object_new_array(), *c, *st;
@@ -320,6 +336,7 @@ json_object *sup_status_json(void)
 	}
 	json_object_object_add(c, "error", S.config_error[0] ? json_object_new_string(S.config_error) : NULL);
 	json_object_object_add(o, "config", c);
+	json_object_object_add(o, "open_fds", json_object_new_int(count_fds()));
 	json_object_object_add(o, "kexec_ms", S.kexec_ms > 0 ? json_object_new_double(S.kexec_ms) : NULL);
 	json_object_object_add(o, "last_update_error",
 			       S.update_error[0] ? json_object_new_string(S.update_error) : NULL);
