@@ -351,20 +351,18 @@ json_object *sup_status_json(void)
 static void stop_all(int timeout_ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	char e[128];
 
 	/* Ask every guest first, so they power down in parallel. */
 	for (size_t i = 0; i < S.n_vms; i++) {
 		S.vms[i].want_running = false;
-		if (S.vms[i].pid > 0 && S.vms[i].qmp && timeout_ms > 0)
-			(void)qmp_command(S.vms[i].qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e));
+		if (timeout_ms > 0)
+			(void)vm_powerdown(&S.vms[i]);
 	}
 	for (size_t i = 0; i < S.n_vms; i++) {
 		uint64_t now = now_ms();
 		int left = now < deadline ? (int)(deadline - now) : 0;
 		if (S.vms[i].pid > 0)
 			log_info("%s: stopping", S.vms[i].conf->name);
-		/* The powerdown was sent above; vm_stop waits, then quits or kills. */
 		(void)vm_stop(&S.vms[i], left);
 	}
 }

@@ -37,14 +37,13 @@
 #include "vm.h"
 
 #define SAVE_TIMEOUT    120000   /* full-RAM saves of GiBs under TCG are slow */
-#define RESTORE_TIMEOUT 120000
 #define LUO_DIR         "luoinit"
 
 struct pvm {                    /* one VM going through the update */
 	struct vm *vm;
 	int session;                /* LUO session fd, -1 */
 	int state_fd;               /* memfd (luo) or file (full-ram), -1 */
-	bool saved, quit;
+	bool quit;                  /* its QEMU is gone: rollback restores in place */
 	struct cpr_stats cs;
 	char path[256];             /* full-ram state file */
 };
@@ -282,20 +281,14 @@ static void rollback_vms(void)
 		/* QEMU is gone but the RAM memfd and the state are ours. */
 		if (p->state_fd < 0 && p->path[0])
 			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
-		r = vm_spawn(vm, true, true, e, sizeof(e));
-		if (r == 0)
-			r = cpr_restore(vm->qmp, p->state_fd, U.luo, RESTORE_TIMEOUT, e, sizeof(e));
+		r = vm_restore_in_place(vm, p->state_fd, U.luo, NULL, e, sizeof(e));
 		if (r < 0) {
+			/* Its device state cannot be applied: a fresh start is all
+			 * that is left (the restart a QEMU crash would get). */
 			log_err("%s: rollback restore failed: %s; starting it fresh", vm->conf->name, e);
-			if (vm->pid > 0) {
-				(void)kill(vm->pid, SIGKILL);
-				(void)spawn_wait(vm->pid, 5000, NULL);
-				vm->pid = 0;
-			}
-			vm_close_streams(vm);
+			vm_kill(vm);
 			(void)vm_start(vm, e, sizeof(e));
 		} else {
-			vm->state = VM_RUNNING;
 			log_info("%s: restored in place after the failed update", vm->conf->name);
 		}
 	}
@@ -386,7 +379,6 @@ void update_run_pending(void)
 		if (open_state(p, e, sizeof(e)) < 0 ||
 		    cpr_save_begin(p->vm->qmp, p->state_fd, U.luo, &p->cs, e, sizeof(e)) < 0)
 			goto save_failed;
-		p->saved = true;
 	}
 	for (size_t i = 0; i < U.n; i++) {
 		struct pvm *p = &U.p[i];
@@ -399,13 +391,7 @@ void update_run_pending(void)
 	}
 	for (size_t i = 0; i < U.n; i++) {
 		struct pvm *p = &U.p[i];
-		(void)qmp_command(p->vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
-	}
-	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		(void)spawn_wait_or_kill(p->vm->pid, 5000, NULL);
-		p->vm->pid = 0;
-		vm_close_streams(p->vm);
+		vm_quit(p->vm);
 		p->vm->state = VM_RESTORING;
 		p->quit = true;
 		/* A state file on /state must not keep it busy: synced and closed

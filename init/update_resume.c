@@ -108,12 +108,7 @@ static void give_up(struct rvm *r)
 		/* Frees whatever the session still holds. */
 		(void)luo_finish(r->session);
 	}
-	if (r->vm->pid > 0) {
-		(void)kill(r->vm->pid, SIGKILL);
-		(void)spawn_wait(r->vm->pid, 5000, NULL);
-		r->vm->pid = 0;
-	}
-	vm_close_streams(r->vm);
+	vm_kill(r->vm);
 	if (r->vm->ram_fd >= 0)
 		close(r->vm->ram_fd);
 	r->vm->ram_fd = -1;
@@ -229,6 +224,8 @@ void update_resume(const char *state_dir)
 		if (!x->ok)
 			continue;
 		r = cpr_restore(x->vm->qmp, x->state_fd, luo, RESTORE_TIMEOUT, x->why, sizeof(x->why));
+		if (r < 0) /* the preserved RAM is worth another QEMU */
+			r = vm_restore_in_place(x->vm, x->state_fd, luo, NULL, x->why, sizeof(x->why));
 		t_restored = realtime_ms();
 		if (r < 0) {
 			give_up(x);

@@ -101,17 +101,36 @@ static void cancel_restart(struct vm *vm)
 	vm->restart_timer = -1;
 }
 
-void vm_release(struct vm *vm)
+void vm_kill(struct vm *vm)
 {
-	int st;
-
-	cancel_restart(vm);
 	if (vm->pid > 0) {
 		(void)kill(vm->pid, SIGKILL);
-		(void)spawn_wait(vm->pid, 5000, &st);
+		(void)spawn_wait(vm->pid, 5000, NULL);
 		vm->pid = 0;
 	}
 	vm_close_streams(vm);
+}
+
+void vm_quit(struct vm *vm)
+{
+	char e[128];
+	int r;
+
+	if (vm->pid > 0) {
+		if (vm->qmp)
+			(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
+		r = spawn_wait_or_kill(vm->pid, 5000, NULL);
+		if (r < 0)
+			log_errno(LOG_ERR, r, "%s: QEMU pid %d not reaped", vm->conf->name, (int)vm->pid);
+		vm->pid = 0;
+	}
+	vm_close_streams(vm);
+}
+
+void vm_release(struct vm *vm)
+{
+	cancel_restart(vm);
+	vm_kill(vm);
 	if (vm->ram_fd >= 0)
 		close(vm->ram_fd);
 	if (vm->log_fd >= 0)
@@ -227,10 +246,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	return 0;
 
 fail_pid:
-	(void)kill(vm->pid, SIGKILL);
-	(void)spawn_wait(vm->pid, 5000, &st);
-	vm->pid = 0;
-	vm_close_streams(vm);
+	vm_kill(vm);
 	vm->state = VM_FAILED;
 	return r;
 fail:
@@ -368,6 +384,15 @@ int vm_stop_serving(struct vm *vm, int timeout_ms)
 	return r;
 }
 
+int vm_powerdown(struct vm *vm)
+{
+	char e[128];
+
+	if (vm->pid <= 0 || !vm->qmp)
+		return -ESRCH;
+	return qmp_command(vm->qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e));
+}
+
 int vm_stop(struct vm *vm, int timeout_ms)
 {
 	return stop(vm, timeout_ms, false);
@@ -384,8 +409,8 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 		vm->state = VM_STOPPED;
 		return 0;
 	}
-	if (vm->qmp && timeout_ms > 0 &&
-	    qmp_command(vm->qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e)) == 0) {
+	/* The shutdown path (!serve) asked every guest at once already. */
+	if (timeout_ms > 0 && (!serve || vm_powerdown(vm) == 0)) {
 		if (serve) {
 			if (wait_exit_serving(vm, vm->pid, timeout_ms) == 0)
 				return 0;

@@ -75,6 +75,10 @@ const char *vm_state_name(enum vm_state s);
 
 int vm_init(struct vm *vm, const struct vmconf_vm *conf);
 void vm_release(struct vm *vm);  /* kill QEMU, close everything */
+/* End QEMU now (SIGKILL) or after a QMP quit (bounded, then SIGKILL); reap it
+ * and close its streams. The RAM memfd stays. */
+void vm_kill(struct vm *vm);
+void vm_quit(struct vm *vm);
 /* The serial log file: closed so /state can be unmounted, opened again after. */
 void vm_log_open(struct vm *vm);
 void vm_log_close(struct vm *vm);
@@ -83,14 +87,21 @@ void vm_log_close(struct vm *vm);
  * incoming: start with -incoming defer (for restores). */
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
 int vm_start(struct vm *vm, char *err, size_t errlen);
-/* Ask the guest to power down, wait up to timeout_ms, then quit/kill. */
+/* Press the guest's power button (QMP system_powerdown). */
+int vm_powerdown(struct vm *vm);
+/* After vm_powerdown: wait up to timeout_ms for QEMU to exit, then quit/kill
+ * it. Blocks the loop: for the shutdown sequence only. */
 int vm_stop(struct vm *vm, int timeout_ms);
-/* The same, but the loop keeps running while the guest powers down (other
- * clients and VMs are served); vm->stopping is set meanwhile. */
+/* Power down, wait up to timeout_ms, then quit/kill, while the loop keeps
+ * running (other clients and VMs are served); vm->stopping is set meanwhile. */
 int vm_stop_serving(struct vm *vm, int timeout_ms);
 /* The reaper found pid gone: clean up and apply the restart policy. */
 bool vm_owns_pid(const struct vm *vm, pid_t pid);
 void vm_exited(struct vm *vm, int status);
+/* Start QEMU on the RAM memfd it has (-incoming defer) and restore state_fd
+ * into it, with one retry on a fresh QEMU; running on success (vmm_update.c). */
+int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, double *ret_started,
+			char *err, size_t errlen);
 /* Restart QEMU in place keeping RAM (design.md §4 vmm-update). */
 int vm_vmm_update(struct vm *vm, char *err, size_t errlen);
 

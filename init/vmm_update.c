@@ -17,7 +17,32 @@
 #include "vm.h"
 
 #define SAVE_TIMEOUT    60000
-#define RESTORE_TIMEOUT 60000
+#define RESTORE_TIMEOUT 120000 /* a full-RAM rollback restores GiBs */
+
+int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, double *ret_started,
+			char *err, size_t errlen)
+{
+	int r = -EIO;
+
+	/* The RAM and the state are still ours: a failed restore gets one more
+	 * try on a fresh QEMU before the caller gives up on them. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt) {
+			log_err("%s: restore failed (%s), retrying once", vm->conf->name, err);
+			vm_kill(vm);
+		}
+		r = vm_spawn(vm, true, true, err, errlen);
+		if (ret_started)
+			*ret_started = realtime_ms();
+		if (r == 0)
+			r = cpr_restore(vm->qmp, state_fd, ignore_shared, RESTORE_TIMEOUT, err, errlen);
+		if (r == 0) {
+			vm->state = VM_RUNNING;
+			return 0;
+		}
+	}
+	return r;
+}
 
 int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 {
@@ -26,7 +51,7 @@ int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 	struct vm_update_record rec = { .valid = true, .kind = "vmm-update", .mode = "in-place" };
 	char e[256];
 	double t_started, t_restored, t_resumed;
-	int sfd, st, r;
+	int sfd, r;
 
 	if (vm->state != VM_RUNNING || !vm->qmp || vm->ram_fd < 0) {
 		snprintf(err, errlen, "%s is %s, not running", name, vm_state_name(vm->state));
@@ -49,49 +74,19 @@ int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 
 	/* From here the old QEMU goes; the RAM memfd and the state stay with us. */
 	vm->state = VM_RESTORING;
-	(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
-	r = spawn_wait_or_kill(vm->pid, 5000, &st);
-	if (r < 0)
-		log_errno(LOG_ERR, r, "%s: old QEMU pid %d not reaped", name, (int)vm->pid);
-	vm->pid = 0;
-	vm_close_streams(vm);
+	vm_quit(vm);
 
-	r = vm_spawn(vm, true, true, e, sizeof(e));
-	t_started = realtime_ms();
-	if (r == 0)
-		r = cpr_restore(vm->qmp, sfd, true, RESTORE_TIMEOUT, e, sizeof(e));
+	r = vm_restore_in_place(vm, sfd, true, &t_started, e, sizeof(e));
 	t_restored = realtime_ms();
-	if (r < 0) {
-		/* The RAM and the state are still ours: one more try on a fresh
-		 * QEMU before giving up (a new binary may fail where the old
-		 * one would not; then it is the operator's call). */
-		log_err("%s: vmm-update restore failed (%s), retrying once", name, e);
-		if (vm->pid > 0) {
-			(void)kill(vm->pid, SIGKILL);
-			(void)spawn_wait(vm->pid, 5000, &st);
-			vm->pid = 0;
-		}
-		vm_close_streams(vm);
-		r = vm_spawn(vm, true, true, e, sizeof(e));
-		if (r == 0)
-			r = cpr_restore(vm->qmp, sfd, true, RESTORE_TIMEOUT, e, sizeof(e));
-		t_restored = realtime_ms();
-	}
 	close(sfd);
 	if (r < 0) {
 		snprintf(err, errlen, "restore failed: %s", e);
 		snprintf(vm->last_error, sizeof(vm->last_error), "vmm-update: %s", err);
-		if (vm->pid > 0) {
-			(void)kill(vm->pid, SIGKILL);
-			(void)spawn_wait(vm->pid, 5000, &st);
-			vm->pid = 0;
-		}
-		vm_close_streams(vm);
+		vm_kill(vm);
 		vm->state = VM_FAILED;
 		vm->want_running = false;
 		return r;
 	}
-	vm->state = VM_RUNNING;
 	t_resumed = realtime_ms();
 	rec.stopped_at = cs.stopped_at;
 	rec.save_ms = cs.done_at - cs.stopped_at;

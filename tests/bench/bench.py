@@ -80,6 +80,13 @@ class Box:
              "--socket", self.sock, "--console", self.console, "--pidfile", self.pidfile,
              "--append", self.append], env=env, capture_output=True, text=True, timeout=300)
 
+    def start(self):
+        """Boot the appliance and wait until it answers."""
+        p = self.qemu("start")
+        if p.returncode:
+            raise SystemExit(p.stdout + p.stderr)
+        self.wait(lambda s: True, 600, "the first status")
+
     def ctl(self, *args, timeout=30):
         p = subprocess.run([LUOINIT, "ctl", "--socket", self.sock, "--timeout", str(timeout), *args],
                            capture_output=True, text=True, timeout=timeout + 10)
@@ -152,10 +159,7 @@ def main():
     if FLOOR_ONLY:
         box = Box(SIZES[0], True)
         try:
-            p = box.qemu("start")
-            if p.returncode:
-                raise SystemExit(p.stdout + p.stderr)
-            box.wait(lambda s: True, 600, "the first status")
+            box.start()
             for i in range(RUNS):
                 floor.append(box.floor())
                 log(f"bench:   floor run {i + 1}: bare kexec {floor[-1]:.0f} ms")
@@ -169,10 +173,7 @@ def main():
             log(f"bench: {size} MiB guest, {mode}: booting and filling the guest's RAM")
             box = Box(size, mode == "luo")
             try:
-                p = box.qemu("start")
-                if p.returncode:
-                    raise SystemExit(p.stdout + p.stderr)
-                box.wait(lambda s: True, 600, "the first status")
+                box.start()
                 box.beating()
                 res = []
                 for i in range(RUNS):

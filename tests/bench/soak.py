@@ -7,17 +7,12 @@ blackout is printed. At the end the init's own open fds (status.open_fds)
 must be where they were after the first update: no fd, memfd or LUO session
 leaks from one update to the next.
 """
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import BB, BOARD_DIR, LUOINIT, Box  # noqa: E402
+from bench import Box  # noqa: E402
 
 N = int(os.environ.get("SOAK_UPDATES", "20"))
 HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
@@ -32,10 +27,7 @@ def main():
     box = Box(64, True, cpu=os.environ.get("SOAK_CPU", "max,svm=off"))
     fds = []
     try:
-        p = box.qemu("start")
-        if p.returncode:
-            raise SystemExit(p.stdout + p.stderr)
-        box.wait(lambda s: True, 600, "the first status")
+        box.start()
         box.beating()
         last = counters(box)[-1][0]
         for i in range(N):

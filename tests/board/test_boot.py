@@ -89,15 +89,22 @@ class Appliance:
             return ""
 
 
-@pytest.fixture(scope="module")
-def app():
+def new_appliance(prefix):
+    """An Appliance in a fresh /tmp dir with its own copy of state.img
+    (skips when the board is not built)."""
     for p in (LUOINIT, os.path.join(BB, "state.img"), os.path.join(BB, "bzImage"),
               os.path.join(BB, "initramfs.img")):
         if not os.path.exists(p):
             pytest.skip(f"{os.path.relpath(p, TOP)} not built (run make check-board)")
-    d = tempfile.mkdtemp(prefix="luoinit-board-", dir="/tmp")
-    a = Appliance(d)
+    a = Appliance(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     subprocess.run(["cp", "--sparse=always", os.path.join(BB, "state.img"), a.state], check=True)
+    return a
+
+
+@pytest.fixture(scope="module")
+def app():
+    a = new_appliance("luoinit-board-")
+    d = a.dir
     p = a.make("start")
     assert p.returncode == 0, p.stdout + p.stderr
     # Wait for the control protocol to answer on the management port.

@@ -8,28 +8,21 @@ again at 0.
 import os
 import re
 import subprocess
-import tempfile
 import time
 import shutil
 import json
 
 import pytest
 
-from test_boot import Appliance, BB, BOOT_TIMEOUT, LUOINIT, TOP
+from test_boot import BOOT_TIMEOUT, TOP, new_appliance
 
 HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
 UPDATE_TIMEOUT = int(os.environ.get("LUOINIT_UPDATE_TIMEOUT", "240"))
 
 
 def boot(append=""):
-    for p in (LUOINIT, os.path.join(BB, "state.img"), os.path.join(BB, "bzImage"),
-              os.path.join(BB, "initramfs.img")):
-        if not os.path.exists(p):
-            pytest.skip(f"{os.path.relpath(p, TOP)} not built (run make check-board)")
-    d = tempfile.mkdtemp(prefix="luoinit-upd-", dir="/tmp")
-    a = Appliance(d)
+    a = new_appliance("luoinit-upd-")
     a.append = append
-    subprocess.run(["cp", "--sparse=always", os.path.join(BB, "state.img"), a.state], check=True)
     start(a)
     return a
 

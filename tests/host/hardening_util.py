@@ -4,8 +4,8 @@ control-protocol client that insists on strict UTF-8 JSON replies, heartbeat
 log reading, /proc bookkeeping, and cleanup that kills every process a test
 caused, even when the test fails.
 
-Stdlib only (Debian's /usr/bin/python3). Self-contained on purpose: it imports
-nothing from conftest.py or the other host tests.
+Stdlib only (Debian's /usr/bin/python3). It shares helpers.py's polling and
+/proc helpers and keeps its own supervisor and client, which check more.
 """
 import ctypes
 import json
@@ -40,38 +40,8 @@ def become_subreaper():
         pass
 
 
-def wait_for(pred, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (OSError, ValueError, KeyError, EOFError, TimeoutError) as e:
-            last = e
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
-                                 + (f" (last error: {last!r})" if last else ""))
-        time.sleep(interval)
-
-
-# ---- /proc ----------------------------------------------------------------
-
-def proc_stat(pid):
-    """(state, ppid, starttime) of pid, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[19])
-
-
-def alive(pid):
-    st = proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
+# Polling and /proc reading are the other host tests' (helpers.py).
+from helpers import alive, proc_stat, wait_for  # noqa: E402,F401
 
 
 def all_stats():

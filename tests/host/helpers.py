@@ -36,7 +36,7 @@ def wait_for(pred, timeout, what, interval=0.1):
             v = pred()
             if v:
                 return v
-        except (OSError, ValueError, KeyError) as e:  # transient: socket not up yet, etc.
+        except (OSError, ValueError, KeyError, EOFError) as e:  # transient: socket not up yet, etc.
             last_exc = e
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}"

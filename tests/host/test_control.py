@@ -10,7 +10,7 @@ import time
 import pytest
 
 import helpers
-from helpers import beats, wait_for
+from helpers import beats
 
 LINE_MAX = 64 * 1024
 

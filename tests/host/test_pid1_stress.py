@@ -11,9 +11,8 @@ import termios
 import threading
 import time
 
-import pytest
 
-from hardening_util import (GUEST, Supervisor, alive, all_stats, children_of, heartbeat_vm,
+from hardening_util import (GUEST, Supervisor, alive, children_of, heartbeat_vm,
                             last_beat, proc_stat, wait_for)
 
 RTT_LIMIT = 2.0

@@ -4,7 +4,6 @@ restart policies, configuration errors, RAM ownership, the fdset probe, shutdown
 import os
 import signal
 import stat
-import textwrap
 import time
 
 import pytest
