@@ -367,6 +367,14 @@ static void stop_all(int timeout_ms)
 	}
 }
 
+int sup_unmount_state(void)
+{
+	/* Nothing of ours may keep /state busy: the serial logs live there. */
+	for (size_t i = 0; i < S.n_vms; i++)
+		vm_log_close(&S.vms[i]);
+	return mounts_sync_umount(S.o.state_dir); /* syncs first */
+}
+
 static int shutdown_now(enum sup_action a, int timeout_ms)
 {
 	log_info("%s: stopping %zu VM(s)", !S.o.pid1 ? "exit" : a == SUP_REBOOT ? "reboot" : "power off", S.n_vms);
@@ -375,11 +383,7 @@ static int shutdown_now(enum sup_action a, int timeout_ms)
 		ctl_server_close();
 		return 0;
 	}
-	/* Nothing of ours may keep /state busy. */
-	for (size_t i = 0; i < S.n_vms; i++)
-		vm_log_close(&S.vms[i]);
-	sync();
-	(void)mounts_sync_umount(S.o.state_dir);
+	(void)sup_unmount_state();
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();
 	if (reboot(a == SUP_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) < 0)

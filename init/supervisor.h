@@ -36,6 +36,8 @@ int sup_run(const struct sup_opts *o);
 struct vm *sup_find_vm(const char *name);
 struct vm *sup_vms(size_t *ret_n);
 const struct vmconf *sup_config(void);
+/* Close what keeps /state busy and unmount it (clean on disk or an error). */
+int sup_unmount_state(void);
 /* Record an update failure for status ("last_update_error"). */
 void sup_set_update_error(const char *msg);
 /* This boot came from a kexec that took ms (the floor of every blackout). */

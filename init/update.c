@@ -455,15 +455,7 @@ void update_run_pending(void)
 	}
 	if (fault("corrupt-manifest"))
 		corrupt_manifest();
-	/* Nothing of ours may keep /state busy: it must unmount cleanly. */
-	{
-		size_t nv;
-		struct vm *vms = sup_vms(&nv);
-		for (size_t i = 0; i < nv; i++)
-			vm_log_close(&vms[i]);
-	}
-	sync();
-	if (fault("umount") || mounts_sync_umount(so->state_dir) < 0) {
+	if (fault("umount") || sup_unmount_state() < 0) {
 		snprintf(what, sizeof(what), "unmounting %s failed", so->state_dir);
 		remount_state();
 		(void)handoff_consume(U.dir, NULL);
