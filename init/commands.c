@@ -74,10 +74,11 @@ static int arg_vm(const char *cmd, json_object *args, struct vm **ret, struct cm
 	*ret = sup_find_vm(name);
 	if (!*ret)
 		return fail(err, "DeviceNotFound", "%s: no VM named '%.64s'", cmd, name);
-	/* vm-stop runs the loop while the guest powers down: only vm-log may
-	 * touch that VM meanwhile. */
-	if ((*ret)->stopping && strcmp(cmd, "vm-log") != 0)
-		return fail(err, "GenericError", "%s: %s is being stopped, try again", cmd, name);
+	/* vm-stop and vm-start run the loop while the guest powers down or
+	 * QEMU comes up: only vm-log may touch that VM meanwhile. */
+	if (((*ret)->stopping || (*ret)->starting) && strcmp(cmd, "vm-log") != 0)
+		return fail(err, "GenericError", "%s: %s is being %s, try again", cmd, name,
+			    (*ret)->stopping ? "stopped" : "started");
 	return 0;
 }
 
@@ -102,7 +103,7 @@ static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *
 	if (vm->pid > 0)
 		return fail(err, "GenericError", "vm-start: %s is already %s", vm->conf->name, vm_state_name(vm->state));
 	vm->restarts = 0;
-	if (vm_start(vm, e, sizeof(e)) < 0)
+	if (vm_start_serving(vm, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "vm-start: %s: %s", vm->conf->name, e);
 	*ret = vm_status_json(vm);
 	return 0;
@@ -148,7 +149,7 @@ static int cmd_vm_restart(json_object *args, json_object **ret, struct cmd_error
 		return -EINVAL;
 	if (vm_stop_serving(vm, t) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm->conf->name);
-	if (vm_start(vm, e, sizeof(e)) < 0)
+	if (vm_start_serving(vm, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: %s", vm->conf->name, e);
 	*ret = vm_status_json(vm);
 	return 0;

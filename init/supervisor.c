@@ -54,6 +54,7 @@ void sup_request(enum sup_action a, int timeout_ms)
 	if (S.pending == SUP_NONE) {
 		S.pending = a;
 		S.pending_timeout = timeout_ms;
+		vm_env.shutting_down = true; /* a vm-start waiting for QMP returns */
 	}
 }
 
@@ -420,7 +421,8 @@ int sup_run(const struct sup_opts *o)
 	}
 	load_config();
 	/* After a kexec: the VMs of the manifest continue on their RAM, first
-	 * thing, since every millisecond here is blackout. */
+	 * thing, since every millisecond here is blackout. The others start
+	 * side by side: vm_start does not wait for QEMU. */
 	if (o->pid1 && o->state_mounted)
 		update_resume(o->state_dir);
 	probe_qemu();
@@ -441,6 +443,7 @@ int sup_run(const struct sup_opts *o)
 			if (shutdown_now(a, S.pending_timeout) == 0)
 				return 0;
 			S.pending = SUP_NONE;
+			vm_env.shutting_down = false;
 		}
 	}
 }

@@ -62,6 +62,7 @@ int vm_init(struct vm *vm, const struct vmconf_vm *conf)
 	vm->conf = conf;
 	vm->state = VM_STOPPED;
 	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->log_fd = vm->restart_timer = -1;
+	vm->greet_fd = vm->start_timer = -1;
 	vm->accel = conf->accel;
 	vm->ram_backing = conf->ram_backing;
 	vm->backoff_ms = VM_BACKOFF_MIN;
@@ -152,6 +153,85 @@ static enum vmconf_accel resolve_accel(void)
 	return ok ? VMCONF_ACCEL_KVM : VMCONF_ACCEL_TCG;
 }
 
+/* QMP is up: note the version and watch QEMU's streams in the loop. */
+static int qmp_up(struct vm *vm)
+{
+	int maj = 0, min = 0, mic = 0, r;
+
+	qmp_version(vm->qmp, &maj, &min, &mic);
+	snprintf(vm->qemu_version, sizeof(vm->qemu_version), "%d.%d.%d", maj, min, mic);
+	if ((r = vm_watch(vm)) < 0)
+		return r;
+	log_info("%s: QEMU %s started, pid %d, %u MiB RAM (%s), accel %s", vm->conf->name, vm->qemu_version,
+		 (int)vm->pid, vm->conf->memory_mib, vmconf_ram_name(vm->ram_backing), vmconf_accel_name(vm->accel));
+	return 0;
+}
+
+/* A start that did not reach QMP. status: QEMU's wait status when it is
+ * already reaped (vm->pid is 0 then), -1 when it may still run. */
+static void start_failed(struct vm *vm, int status, const char *why)
+{
+	char msg[sizeof(vm->last_error)], how[64];
+
+	if (status != -1)
+		snprintf(msg, sizeof(msg), "QEMU %s before answering on QMP",
+			 spawn_status_str(status, how, sizeof(how)));
+	else
+		snprintf(msg, sizeof(msg), "%s", why ? why : "QEMU failed to start");
+	vm_stderr_snapshot(vm, msg, sizeof(msg));
+	snprintf(vm->last_error, sizeof(vm->last_error), "%s", msg);
+	log_err("%s: %s", vm->conf->name, msg);
+	vm_kill(vm);
+	if (vm->policy_spawn) {
+		vm_exited(vm, -1); /* a restart that failed: the policy goes on */
+		return;
+	}
+	vm->state = VM_FAILED;
+	vm->want_running = false;
+}
+
+static void on_greeting(int fd, uint32_t events, void *data)
+{
+	struct vm *vm = data;
+	uint64_t waited = now_ms() - vm->started_ms;
+	char err[160];
+	int r, st;
+
+	/* The greeting (or QEMU's end) is there: the capabilities handshake
+	 * that follows is QEMU's main loop answering, quick. */
+	loop_del(fd);
+	loop_timer_del(vm->start_timer);
+	vm->greet_fd = vm->start_timer = -1;
+	r = qmp_open(fd, waited < VM_QMP_TIMEOUT ? (int)(VM_QMP_TIMEOUT - waited) : 1000, &vm->qmp);
+	if (r < 0) {
+		/* Most often QEMU exited: its status and last words say why. */
+		if (spawn_wait(vm->pid, r == -EPIPE ? 2000 : 0, &st) == 0) {
+			vm->pid = 0;
+			start_failed(vm, st, NULL);
+			return;
+		}
+		snprintf(err, sizeof(err), "QEMU did not answer on QMP: %s", strerror(-r));
+		start_failed(vm, -1, err);
+		return;
+	}
+	if ((r = qmp_up(vm)) < 0) {
+		snprintf(err, sizeof(err), "event loop: %s", strerror(-r));
+		start_failed(vm, -1, err);
+		return;
+	}
+	vm->state = VM_RUNNING;
+	vm->started_ms = now_ms(); /* the back-off resets after VM_STABLE_MS of this */
+}
+
+static void on_start_timeout(int fd, uint32_t events, void *data)
+{
+	struct vm *vm = data;
+	char err[96];
+
+	snprintf(err, sizeof(err), "QEMU did not answer on QMP within %d s", VM_QMP_TIMEOUT / 1000);
+	start_failed(vm, -1, err);
+}
+
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen)
 {
 	const struct vmconf_vm *c = vm->conf;
@@ -221,7 +301,19 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	vm->err_fd = ep[0];
 	ss[0] = ep[0] = -1;
 	vm->started_ms = now_ms();
-	vm->state = incoming ? VM_RESTORING : VM_STARTING;
+	if (!incoming) {
+		vm->state = VM_STARTING;
+		vm->greet_fd = qs[0];
+		qs[0] = -1;
+		if ((r = loop_add(vm->greet_fd, EPOLLIN, on_greeting, vm)) < 0 ||
+		    (r = vm->start_timer = loop_timer_add(VM_QMP_TIMEOUT, 0, on_start_timeout, vm)) < 0) {
+			snprintf(err, errlen, "event loop: %s", strerror(-r));
+			goto fail_pid;
+		}
+		log_debug("%s: QEMU pid %d forked, waiting for its QMP greeting", c->name, (int)vm->pid);
+		return 0;
+	}
+	vm->state = VM_RESTORING;
 	r = qmp_open(qs[0], VM_QMP_TIMEOUT, &vm->qmp);
 	qs[0] = -1; /* qmp_open owns it now, even on failure */
 	if (r < 0) {
@@ -230,19 +322,10 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 		vm_stderr_snapshot(vm, err, errlen);
 		goto fail_pid;
 	}
-	{
-		int maj = 0, min = 0, mic = 0;
-		qmp_version(vm->qmp, &maj, &min, &mic);
-		snprintf(vm->qemu_version, sizeof(vm->qemu_version), "%d.%d.%d", maj, min, mic);
-	}
-	if ((r = vm_watch(vm)) < 0) {
+	if ((r = qmp_up(vm)) < 0) {
 		snprintf(err, errlen, "event loop: %s", strerror(-r));
 		goto fail_pid;
 	}
-	if (!incoming)
-		vm->state = VM_RUNNING;
-	log_info("%s: QEMU %s started, pid %d, %u MiB RAM (%s), accel %s", c->name, vm->qemu_version,
-		 (int)vm->pid, c->memory_mib, vmconf_ram_name(vm->ram_backing), vmconf_accel_name(vm->accel));
 	return 0;
 
 fail_pid:
@@ -265,12 +348,31 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 
 	cancel_restart(vm);
 	vm->want_running = true;
+	vm->policy_spawn = false;
 	r = vm_spawn(vm, false, false, err, errlen);
 	if (r < 0) {
 		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
 		log_err("%s: %s", vm->conf->name, err);
 	}
 	return r;
+}
+
+int vm_start_serving(struct vm *vm, char *err, size_t errlen)
+{
+	pid_t pid;
+	int r;
+
+	if ((r = vm_start(vm, err, errlen)) < 0)
+		return r;
+	pid = vm->pid;
+	vm->starting = true;
+	while (vm->greet_fd >= 0 && vm->pid == pid && !vm_env.shutting_down)
+		(void)loop_run_once(200);
+	vm->starting = false;
+	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
+		return 0; /* up, or still coming up while the appliance shuts down */
+	snprintf(err, errlen, "%s", vm->last_error);
+	return -EIO;
 }
 
 static void on_restart_timer(int fd, uint32_t events, void *data)
@@ -282,6 +384,7 @@ static void on_restart_timer(int fd, uint32_t events, void *data)
 	if (!vm->want_running || vm->pid > 0)
 		return;
 	vm->restarts++;
+	vm->policy_spawn = true;
 	log_info("%s: restarting QEMU (restart %u)", vm->conf->name, vm->restarts);
 	if (vm_spawn(vm, false, false, err, sizeof(err)) < 0) {
 		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
@@ -315,6 +418,11 @@ void vm_exited(struct vm *vm, int status)
 	if (vm->stopping && status != -1) {
 		/* A vm-stop is waiting for exactly this: not a failure. */
 		reaped_stop(vm, status);
+		return;
+	}
+	if (vm->greet_fd >= 0 && status != -1) {
+		vm->pid = 0; /* reaped */
+		start_failed(vm, status, NULL);
 		return;
 	}
 
@@ -410,7 +518,7 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 		return 0;
 	}
 	/* The shutdown path (!serve) asked every guest at once already. */
-	if (timeout_ms > 0 && (!serve || vm_powerdown(vm) == 0)) {
+	if (timeout_ms > 0 && vm->qmp && (!serve || vm_powerdown(vm) == 0)) {
 		if (serve) {
 			if (wait_exit_serving(vm, vm->pid, timeout_ms) == 0)
 				return 0;
@@ -420,9 +528,10 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 		}
 		log_info("%s: guest did not power down within %d ms, quitting QEMU", vm->conf->name, timeout_ms);
 	}
+	/* Without QMP yet (still starting) there is nobody to ask. */
 	if (vm->qmp)
 		(void)qmp_command(vm->qmp, "quit", NULL, -1, 2000, NULL, e, sizeof(e));
-	r = spawn_wait_or_kill(vm->pid, 3000, &st);
+	r = spawn_wait_or_kill(vm->pid, vm->qmp ? 3000 : 0, &st);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "%s: cannot reap QEMU pid %d", vm->conf->name, (int)vm->pid);
 	reaped_stop(vm, st);

@@ -39,9 +39,13 @@ struct vm {
 	enum vm_state state;
 	bool want_running;          /* the operator's intent: restart policy applies */
 	bool stopping;              /* vm_stop_serving is waiting for the guest */
+	bool starting;              /* vm_start_serving is waiting for QMP */
+	bool policy_spawn;          /* this start is a policy restart: a failure keeps the policy */
 	pid_t pid;                  /* QEMU, 0 when none */
 	int ram_fd;                 /* guest RAM memfd, -1 when none */
 	struct qmp *qmp;
+	int greet_fd;               /* QMP socket until QEMU greets (starting), -1 */
+	int start_timer;            /* timerfd bounding the wait for the greeting, -1 */
 	int serial_fd;              /* our end of the serial socketpair */
 	int err_fd;                 /* read end of QEMU's stderr pipe */
 	int log_fd;                 /* the serial log file (O_APPEND), -1 for "log" */
@@ -50,7 +54,7 @@ struct vm {
 	enum vmconf_ram ram_backing;/* resolved */
 	unsigned restarts;
 	unsigned backoff_ms;
-	uint64_t started_ms;        /* monotonic, for back-off reset */
+	uint64_t started_ms;        /* monotonic: forked, then up (back-off reset) */
 	int last_status;            /* wait status of the last QEMU exit */
 	char last_error[256];
 	char qemu_version[32];
@@ -67,6 +71,7 @@ struct vm_env {
 	const char *firmware_dir;   /* -L for QEMU, or NULL */
 	bool sandbox;
 	bool fdset_ok;              /* the probe said QEMU resolves /dev/fdset for RAM */
+	bool shutting_down;         /* a shutdown is pending: serving waits end early */
 };
 
 extern struct vm_env vm_env;
@@ -84,9 +89,17 @@ void vm_log_open(struct vm *vm);
 void vm_log_close(struct vm *vm);
 
 /* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
- * incoming: start with -incoming defer (for restores). */
+ * incoming: start with -incoming defer and wait for QMP (restores need it at
+ * once). Otherwise return as soon as QEMU is forked, in state starting: the
+ * loop sees its QMP greeting (then running) or its failure, so a slow or
+ * hung QEMU never holds up PID 1 and several VMs boot side by side. */
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
+/* The operator's start: the restart counter and policy begin afresh; a QEMU
+ * that fails before its greeting leaves the VM failed, not retried. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
+/* vm_start, then run the loop until QEMU is up or has failed (vm->starting
+ * meanwhile); err says why when it failed. */
+int vm_start_serving(struct vm *vm, char *err, size_t errlen);
 /* Press the guest's power button (QMP system_powerdown). */
 int vm_powerdown(struct vm *vm);
 /* After vm_powerdown: wait up to timeout_ms for QEMU to exit, then quit/kill

@@ -139,6 +139,13 @@ static void drain(struct vm *vm, int fd, int serial)
 
 void vm_close_streams(struct vm *vm)
 {
+	if (vm->greet_fd >= 0) {
+		loop_del(vm->greet_fd);
+		close(vm->greet_fd);
+		vm->greet_fd = -1;
+	}
+	loop_timer_del(vm->start_timer);
+	vm->start_timer = -1;
 	if (vm->qmp) {
 		loop_del(qmp_fd(vm->qmp));
 		qmp_free(vm->qmp);

@@ -32,7 +32,7 @@ def main():
         last = counters(box)[-1][0]
         for i in range(N):
             lu, st = box.update()
-            b = box.beating(after=last)
+            box.beating(after=last)
             seen = counters(box)
             # Every beat after the last one seen before the update is larger.
             idx = [k for k, (n, _) in enumerate(seen) if n == last]
@@ -47,7 +47,7 @@ def main():
             last = seen[-1][0]
             print(f"soak: update {i + 1}/{N}: blackout {lu['blackout_ms']:.0f} ms "
                   f"(kexec {lu['phases']['kexec_ms']:.0f}), vmstate {lu['vmstate_bytes']} B, "
-                  f"counter {b[-1][0]}, init fds {fds[-1]}", flush=True)
+                  f"counter {seen[-1][0]}, init fds {fds[-1]}", flush=True)
     finally:
         box.close()
     if fds and len(set(fds[1:] or fds)) != 1:

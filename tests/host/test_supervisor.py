@@ -609,6 +609,94 @@ def test_explicit_procfd_skips_the_probe(supervisors, tmpdir_short, monkeypatch)
     assert [r for r in runs if not r[0]] == [(False, False)], runs
 
 
+# ---- 7. a QEMU that never answers -------------------------------------------
+
+# Never greets on QMP, like a QEMU stuck before its main loop; the probes
+# (-machine none), and every run while the file HUNG_QEMU_OFF exists, are the
+# real QEMU.
+HUNG_QEMU = r'''#!/usr/bin/python3
+import os, sys, time
+args = sys.argv[1:]
+probe = any(a == "none" and args[i - 1] == "-machine" for i, a in enumerate(args) if i)
+if probe or os.path.exists(os.environ.get("HUNG_QEMU_OFF", "/nonexistent")):
+    os.execv("/usr/bin/qemu-system-x86_64", ["qemu-system-x86_64"] + args)
+time.sleep(3600)
+'''
+
+
+def _hung_qemu(tmp):
+    path = os.path.join(tmp, "hung-qemu")
+    with open(path, "w") as f:
+        f.write(HUNG_QEMU)
+    os.chmod(path, 0o755)
+    return path
+
+
+def _quick_status(s):
+    t0 = time.monotonic()
+    st = s.status()
+    took = time.monotonic() - t0
+    assert took < 2, f"status took {took:.1f} s while a QEMU was starting"
+    return st
+
+
+def test_a_hung_qemu_holds_up_nothing(supervisors, tmpdir_short):
+    """The first VM's QEMU never greets: the second starts beside it, the
+    control socket answers at once, and a shutdown does not wait for QMP."""
+    s = supervisors(config=conf(vm_config("hung", tmpdir_short, qemu=_hung_qemu(tmpdir_short), memory_mib=32),
+                                vm_config("hb", tmpdir_short, memory_mib=32)))
+    s.wait_running("hb")
+    hung = _quick_status(s)["vms"][0]
+    # Before the 30 s greeting timeout: started side by side, not in turn.
+    assert hung["state"] == "starting" and hung["pid"] and alive(hung["pid"]), hung
+    s.wait_beats_after("hb", 0, count=2)
+    with pytest.raises(CtlError) as e:
+        s.cmd("vm-start", name="hung")
+    assert "already starting" in e.value.desc, e.value.desc
+    t0 = time.monotonic()
+    r = s.ctl("poweroff", "timeout=0")
+    assert r.returncode == 0, r
+    assert s.proc.wait(60) == 0, s.log()[-3000:]
+    assert time.monotonic() - t0 < 15, "the shutdown waited for a QEMU that never greets"
+    wait_for(lambda: not alive(hung["pid"]), 10, "the hung QEMU to go")
+    assert not s.leftovers()
+
+
+def test_vm_start_waits_for_qmp_and_serves_meanwhile(supervisors, tmpdir_short, monkeypatch):
+    """vm-start answers once QEMU is up or has failed; other requests are
+    served meanwhile; a QEMU silent for 30 s is killed and the VM failed,
+    not retried (the operator asked for this start)."""
+    import threading
+    greet = os.path.join(tmpdir_short, "greet")
+    open(greet, "w").close()
+    monkeypatch.setenv("HUNG_QEMU_OFF", greet)
+    s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu=_hung_qemu(tmpdir_short), memory_mib=32)))
+    s.wait_running("vm0")
+    s.cmd("vm-stop", name="vm0", timeout=0)
+    os.unlink(greet)
+    result = {}
+    th = threading.Thread(target=lambda: result.update(r=s.request("vm-start", {"name": "vm0"}, timeout=90)))
+    th.start()
+    try:
+        v = wait_for(lambda: (lambda v: v if v["state"] == "starting" and v["pid"] else None)(s.vm("vm0")),
+                     20, "vm0 starting")
+        _quick_status(s)
+        with pytest.raises(CtlError) as e:
+            s.cmd("vm-stop", name="vm0")
+        assert "being started" in e.value.desc, e.value.desc
+    finally:
+        th.join(90)
+    r = result["r"]
+    assert "error" in r and "did not answer on QMP within 30 s" in r["error"]["desc"], r
+    after = s.vm("vm0")
+    assert after["state"] == "failed" and after["pid"] is None and after["restarts"] == 0, after
+    assert "did not answer on QMP" in after["last_error"], after
+    wait_for(lambda: not alive(v["pid"]), 10, "the silent QEMU to be killed")
+    # The same binary greeting again: a plain start.
+    open(greet, "w").close()
+    assert s.cmd("vm-start", name="vm0")["state"] == "running"
+
+
 # ---- 8. poweroff and SIGTERM -------------------------------------------------
 
 def _two_vm_supervisor(supervisors, tmpdir_short):
