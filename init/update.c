@@ -154,6 +154,16 @@ int update_start(const struct update_req *req, json_object **ret, char *err, siz
 		snprintf(err, errlen, "an update is already in progress");
 		return -EBUSY;
 	}
+	/* Only running guests are carried over; one in between states would be
+	 * started afresh after the kexec, its guest lost: refuse instead. */
+	for (size_t i = 0; i < nvms; i++) {
+		const struct vm *v = &vms[i];
+		if (v->stopping || v->starting || (v->pid > 0 && v->state != VM_RUNNING)) {
+			snprintf(err, errlen, "%s is %s: try again when it is running or stopped", v->conf->name,
+				 v->stopping ? "being stopped" : vm_state_name(v->state));
+			return -EBUSY;
+		}
+	}
 	if (!so->pid1) {
 		snprintf(err, errlen, "a host kernel update needs luoinit as PID 1 (this is --host mode)");
 		return -EPERM;

@@ -653,6 +653,10 @@ def test_a_hung_qemu_holds_up_nothing(supervisors, tmpdir_short):
     with pytest.raises(CtlError) as e:
         s.cmd("vm-start", name="hung")
     assert "already starting" in e.value.desc, e.value.desc
+    # A host update would lose a guest in between states: refused, naming it.
+    with pytest.raises(CtlError) as e:
+        s.cmd("update", kernel="/nonexistent")
+    assert "hung is starting" in e.value.desc, e.value.desc
     t0 = time.monotonic()
     r = s.ctl("poweroff", "timeout=0")
     assert r.returncode == 0, r
