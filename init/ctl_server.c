@@ -122,30 +122,32 @@ static void conn_update_events(struct conn *c)
 }
 
 static void port_timer_cb(int fd, uint32_t events, void *data);
+static void conn_flush(struct conn *c);
 
-/* The port's host side went away: stop polling it (it would report EPOLLHUP
- * forever) and look again every CTL_RETRY_MS. Pending bytes belong to the old
- * host session and are dropped. */
+/* The port's host side went away: stop polling it level-triggered (it would
+ * report EPOLLHUP forever) until the host is back.
+ *
+ * Nothing queued is dropped. virtio-serial carries a host's open and close
+ * events on the control queue and its data on the port's own queue, so the
+ * guest may read the next host session's request while it still sees the
+ * previous one closed; the reply to it cannot be written yet (EAGAIN) and is
+ * sent once the port reopens. A reply meant for a host that has gone reaches
+ * the next one, whose client skips replies to ids it did not send. */
 static void port_disconnected(struct conn *c)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	int t;
 
 	/* The hang-up may be stale: one host client left and the next one is
-	 * already connected (its request may be half read, its reply half
-	 * written). Only a port that still reports it has no host. */
+	 * already connected. Only a port that still reports it has no host. */
 	if (poll(&pfd, 1, 0) == 1 && !(pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
 		return;
-
-	c->in_len = c->out_len = c->out_off = 0;
-	c->discarding = 0;
-	c->partial_since = 0;
 	if (c->port_timer >= 0)
 		return;
-	/* Edge-triggered while the host is away: virtio_console wakes pollers
-	 * when the host connects, so that wake-up reconnects at once, without
-	 * the level-triggered EPOLLHUP storm. The timer is the fallback. */
-	if (c->registered && loop_mod(c->fd, EPOLLIN | EPOLLET) < 0) {
+	/* Edge-triggered while away: virtio_console wakes pollers when the host
+	 * connects (the port turns writable) and when data comes; the timer is
+	 * the fallback. */
+	if (c->registered && loop_mod(c->fd, EPOLLIN | EPOLLOUT | EPOLLET) < 0) {
 		loop_del(c->fd);
 		c->registered = 0;
 	}
@@ -175,11 +177,8 @@ static void port_try_reconnect(struct conn *c)
 	c->events = EPOLLIN;
 	loop_timer_del(c->port_timer);
 	c->port_timer = -1;
-	/* A partial line from an earlier host session must not prefix the next request. */
-	c->in_len = 0;
-	c->discarding = 0;
-	c->partial_since = 0;
-	log_debug("ctl: management port: host connected");
+	log_debug("ctl: management port: host connected%s", c->out_len > c->out_off ? ", sending what waited" : "");
+	conn_flush(c);
 }
 
 static void port_timer_cb(int fd, uint32_t events, void *data)
@@ -257,6 +256,8 @@ static void conn_send(struct conn *c, const char *buf, size_t len, int drop_if_f
 
 	if (c->dead || !c->registered)
 		return;
+	if (drop_if_full && c->port_timer >= 0)
+		return; /* an event for a port without a host: nobody to tell */
 	pending = c->out_len - c->out_off;
 	if (drop_if_full && len > CTL_OUT_MAX - (pending < CTL_OUT_MAX ? pending : CTL_OUT_MAX))
 		return;
@@ -417,6 +418,11 @@ static size_t conn_in_room(struct conn *c)
 static void conn_eof(struct conn *c)
 {
 	if (c->kind == CONN_PORT) {
+		/* No data and no host: a partial line was the last session's, and
+		 * must not prefix the next session's request. */
+		c->in_len = 0;
+		c->discarding = 0;
+		c->partial_since = 0;
 		port_disconnected(c);
 		return;
 	}
