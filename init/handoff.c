@@ -84,6 +84,12 @@ int handoff_write(const char *dir, const struct handoff *h)
 		json_object_array_add(vms, j);
 	}
 	json_object_object_add(o, "vms", vms);
+	{
+		json_object *held = json_object_new_array();
+		for (size_t i = 0; i < h->n_held; i++)
+			json_object_array_add(held, json_object_new_string(h->held[i]));
+		json_object_object_add(o, "held", held);
+	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	len = strlen(text);
 
@@ -226,6 +232,19 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 			return bad(err, errlen, "%smemory_mib/ram_size: inconsistent (%lld MiB, %lld bytes)", where,
 				   (long long)i64, (long long)m->ram_size);
 		m->memory_mib = (uint32_t)i64;
+	}
+	/* "held" came later: a manifest without it holds nothing back. */
+	h->n_held = 0;
+	if (json_object_object_get_ex(o, "held", &v)) {
+		if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > HANDOFF_MAX_VMS)
+			return bad(err, errlen, "held: expected an array of at most %d names", HANDOFF_MAX_VMS);
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *j = json_object_array_get_idx(v, i);
+			if (!json_object_is_type(j, json_type_string) ||
+			    json_object_get_string_len(j) >= (int)sizeof(h->held[0]) || json_object_get_string_len(j) == 0)
+				return bad(err, errlen, "held[%zu]: expected a VM name", i);
+			snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", json_object_get_string(j));
+		}
 	}
 	return 0;
 }

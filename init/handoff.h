@@ -31,6 +31,8 @@ struct handoff {
 	double tsc_hz;
 	size_t n_vms;
 	struct handoff_vm vms[HANDOFF_MAX_VMS];
+	size_t n_held;             /* VMs the operator had stopped: they stay so */
+	char held[HANDOFF_MAX_VMS][33];
 };
 
 static inline uint64_t handoff_ram_token(const struct handoff *h) { return h->generation; }

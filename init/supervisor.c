@@ -428,7 +428,7 @@ int sup_run(const struct sup_opts *o)
 	probe_qemu();
 	for (size_t i = 0; i < S.n_vms; i++) {
 		char err[512];
-		if (S.vms[i].pid <= 0 && S.vms[i].state != VM_RUNNING)
+		if (S.vms[i].pid <= 0 && S.vms[i].state != VM_RUNNING && !S.vms[i].held)
 			(void)vm_start(&S.vms[i], err, sizeof(err));
 	}
 	for (;;) {

@@ -447,6 +447,14 @@ void update_run_pending(void)
 		m->stopped_at = p->cs.stopped_at;
 		m->save_ms = p->cs.done_at - p->cs.stopped_at;
 	}
+	{
+		/* What the operator stopped stays stopped after the kexec. */
+		size_t nv;
+		const struct vm *vms = sup_vms(&nv);
+		for (size_t i = 0; i < nv && h->n_held < HANDOFF_MAX_VMS; i++)
+			if (!vms[i].want_running && vms[i].pid <= 0)
+				snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", vms[i].conf->name);
+	}
 	/* Faults the new init must survive: a manifest that does not match
 	 * the preserved sessions, or that is not valid at all. */
 	if (fault("retrieve"))

@@ -158,6 +158,13 @@ void update_resume(const char *state_dir)
 	log_info("update: %.1f ms from reboot() in the old kernel to this init", kexec_ms);
 	log_info("update: manifest generation %016" PRIx64 ", mode %s, %zu VM(s), from kernel %s", h->generation,
 		 h->mode, h->n_vms, h->old_kernel);
+	for (size_t i = 0; i < h->n_held; i++) {
+		struct vm *vm = sup_find_vm(h->held[i]);
+		if (vm) {
+			vm->held = true;
+			log_info("update: %s was stopped before the update: it stays stopped", h->held[i]);
+		}
+	}
 	if (luo) {
 		devfd = luo_open();
 		if (devfd < 0) {

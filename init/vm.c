@@ -348,6 +348,7 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 
 	cancel_restart(vm);
 	vm->want_running = true;
+	vm->held = false;
 	vm->policy_spawn = false;
 	r = vm_spawn(vm, false, false, err, errlen);
 	if (r < 0) {

@@ -38,6 +38,7 @@ struct vm {
 	const struct vmconf_vm *conf;
 	enum vm_state state;
 	bool want_running;          /* the operator's intent: restart policy applies */
+	bool held;                  /* stopped before the update that booted us: not started */
 	bool stopping;              /* vm_stop_serving is waiting for the guest */
 	bool starting;              /* vm_start_serving is waiting for QMP */
 	bool policy_spawn;          /* this start is a policy restart: a failure keeps the policy */

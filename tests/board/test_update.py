@@ -213,6 +213,21 @@ def wait_fresh_boot(a, timeout=300):
     pytest.fail("vm0 did not start fresh:\n" + a.console_tail())
 
 
+def test_stopped_vm_stays_stopped_across_an_update(app):
+    """The operator's vm-stop outlives the kexec (the manifest holds it back)."""
+    ctl(app, "vm-stop", "name=vm0", "timeout=0", timeout=60)
+    before = status(app)
+    rep = app.ctl("update", timeout=120)
+    assert rep.get("vms") == 0, rep
+    st = wait_status(app, UPDATE_TIMEOUT, lambda s: s.get("boot_id") != before["boot_id"])
+    time.sleep(3)  # the new init's boot-time starts are done by now
+    v = vm0(status(app))
+    assert v["state"] == "stopped" and v["pid"] is None, v
+    assert st.get("last_update_error") is None, st
+    assert ctl(app, "vm-start", "name=vm0", timeout=120)["state"] == "running"
+    wait_beating(app)
+
+
 def test_zz_update_after_faults_still_works(app):
     before, b0, rep, st = live_update(app)
     assert vm0(st)["last_update"]["mode"] == "luo"

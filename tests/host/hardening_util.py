@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,92 +39,18 @@ def become_subreaper():
         pass
 
 
-# Polling and /proc reading are the other host tests' (helpers.py).
-from helpers import alive, proc_stat, wait_for  # noqa: E402,F401
-
-
-def all_stats():
-    """{pid: (state, ppid, starttime)} of every process now."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st:
-                out[int(d)] = st
-    return out
-
-
-def children_of(pid, stats=None):
-    stats = stats if stats is not None else all_stats()
-    return {p: st for p, st in stats.items() if st[1] == pid}
-
-
-def descendants(pid, stats=None):
-    stats = stats if stats is not None else all_stats()
-    kids = {}
-    for p, st in stats.items():
-        kids.setdefault(st[1], []).append(p)
-    out, todo = [], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+# Polling, /proc reading and the raw client are the other host tests' (helpers.py).
+from helpers import Conn as _Conn  # noqa: E402
+from helpers import alive, all_stats, children_of, descendants, proc_stat, wait_for  # noqa: E402,F401
 
 
 # ---- the control protocol ---------------------------------------------------
 
-class Conn:
-    """One raw client connection; replies must be strict UTF-8 JSON objects."""
-
-    def __init__(self, path, timeout=30):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except BaseException:
-            self.sock.close()
-            raise
-        self.buf = b""
-        self.n = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def read_line(self, timeout=30):
-        """One raw reply line (bytes, without the newline). EOFError on close."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no reply line within {timeout} s; have {self.buf[:200]!r}")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(1 << 20)
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                raise EOFError(f"connection closed; have {self.buf[:200]!r}")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
+class Conn(_Conn):
+    """helpers.Conn, stricter: a reply must be a UTF-8 JSON object with
+    exactly one of return/error, and an error a class and a desc."""
 
     def read_msg(self, timeout=30):
-        """Next reply object (events skipped); strict: UTF-8, JSON, an object."""
         while True:
             line = self.read_line(timeout)
             if not line.strip():
@@ -143,16 +68,7 @@ class Conn:
             return msg
 
     def request(self, execute, arguments=None, timeout=30, id_=None):
-        if id_ is None:
-            self.n += 1
-            id_ = f"h{self.n}"
-        req = {"execute": execute, "id": id_}
-        if arguments is not None:
-            req["arguments"] = arguments
-        self.send(json.dumps(req).encode() + b"\n")
-        msg = self.read_msg(timeout)
-        assert msg.get("id") == id_, f"reply id {msg.get('id')!r} != {id_!r}: {msg}"
-        return msg
+        return super().request(execute, arguments, timeout, id_)
 
     def cmd(self, execute, _timeout=30, **arguments):
         r = self.request(execute, arguments or None, timeout=_timeout)

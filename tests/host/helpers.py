@@ -62,21 +62,32 @@ def alive(pid):
     return st is not None and st[0] not in ("Z", "X")
 
 
-def children(pid):
-    """Direct children of pid (by /proc scan)."""
-    out = []
+def all_stats():
+    """{pid: (state, ppid, starttime)} of every process now."""
+    out = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             st = proc_stat(int(d))
-            if st and st[1] == pid:
-                out.append(int(d))
+            if st:
+                out[int(d)] = st
     return out
 
 
-def descendants(pid):
+def children_of(pid, stats=None):
+    """{child pid: stat} of pid's direct children."""
+    stats = stats if stats is not None else all_stats()
+    return {p: st for p, st in stats.items() if st[1] == pid}
+
+
+def descendants(pid, stats=None):
+    """Every process below pid, from one /proc scan."""
+    stats = stats if stats is not None else all_stats()
+    kids = {}
+    for p, st in stats.items():
+        kids.setdefault(st[1], []).append(p)
     out, todo = [], [pid]
     while todo:
-        for c in children(todo.pop()):
+        for c in kids.get(todo.pop(), []):
             out.append(c)
             todo.append(c)
     return out
@@ -128,12 +139,19 @@ class Conn:
     def __init__(self, path, timeout=30):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except BaseException:
+            self.sock.close()
+            raise
         self.buf = b""
         self.next_id = 0
 
     def close(self):
-        self.sock.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
     def __enter__(self):
         return self
@@ -142,7 +160,11 @@ class Conn:
         self.close()
 
     def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode()
         self.sock.sendall(data)
+
+    send = send_raw
 
     def read_line(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -151,7 +173,10 @@ class Conn:
             if left <= 0:
                 raise TimeoutError(f"no reply line; have {self.buf[:200]!r}")
             self.sock.settimeout(left)
-            data = self.sock.recv(1 << 20)
+            try:
+                data = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                data = b""
             if not data:
                 raise EOFError(f"connection closed; have {self.buf[:200]!r}")
             self.buf += data

@@ -543,6 +543,21 @@ while True:
 '''
 
 
+def _write_exe(tmp, name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+def _fake_qemu(tmp, monkeypatch):
+    """FAKE_QEMU in tmp, logging its runs: (its path, the log's path)."""
+    log = os.path.join(tmp, "fake.log")
+    monkeypatch.setenv("FAKE_LOG", log)
+    return _write_exe(tmp, "fake-qemu", FAKE_QEMU), log
+
+
 def fake_runs(path):
     """[(is_probe, uses_fdset)] for each run of the fake QEMU."""
     import json
@@ -569,12 +584,7 @@ def test_fdset_probe_debian_qemu_says_no(one_vm):
 
 
 def test_fdset_probe_fake_qemu_says_yes(supervisors, tmpdir_short, monkeypatch):
-    fake = os.path.join(tmpdir_short, "fake-qemu")
-    with open(fake, "w") as f:
-        f.write(FAKE_QEMU)
-    os.chmod(fake, 0o755)
-    fake_log = os.path.join(tmpdir_short, "fake.log")
-    monkeypatch.setenv("FAKE_LOG", fake_log)
+    fake, fake_log = _fake_qemu(tmpdir_short, monkeypatch)
     s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu=fake, ram_backing="auto")))
     v = s.wait_running("vm0")
     st = s.status()
@@ -595,12 +605,7 @@ def test_fdset_probe_fake_qemu_says_yes(supervisors, tmpdir_short, monkeypatch):
 
 def test_explicit_procfd_skips_the_probe(supervisors, tmpdir_short, monkeypatch):
     """A config that names procfd everywhere does not need the probe."""
-    fake = os.path.join(tmpdir_short, "fake-qemu")
-    with open(fake, "w") as f:
-        f.write(FAKE_QEMU)
-    os.chmod(fake, 0o755)
-    fake_log = os.path.join(tmpdir_short, "fake.log")
-    monkeypatch.setenv("FAKE_LOG", fake_log)
+    fake, fake_log = _fake_qemu(tmpdir_short, monkeypatch)
     s = supervisors(config=conf(vm_config("vm0", tmpdir_short, qemu=fake, ram_backing="procfd")))
     v = s.wait_running("vm0")
     assert v["ram_backing"] == "procfd", v
@@ -625,11 +630,7 @@ time.sleep(3600)
 
 
 def _hung_qemu(tmp):
-    path = os.path.join(tmp, "hung-qemu")
-    with open(path, "w") as f:
-        f.write(HUNG_QEMU)
-    os.chmod(path, 0o755)
-    return path
+    return _write_exe(tmp, "hung-qemu", HUNG_QEMU)
 
 
 def _quick_status(s):

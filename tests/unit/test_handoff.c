@@ -55,6 +55,8 @@ static void sample(struct handoff *h)
 		m->stopped_at = 1795700000000.25;
 		m->save_ms = 9.5;
 	}
+	h->n_held = 1;
+	snprintf(h->held[0], sizeof(h->held[0]), "vm9");
 }
 
 static void write_text(const char *text)
@@ -92,6 +94,8 @@ static void test_round_trip(void **state)
 	assert_int_equal(b.vms[0].ram_size, 64 << 20);
 	assert_true(handoff_state_token(&b) == handoff_ram_token(&b) + 1);
 	assert_true(b.kexec_at > 1795700000123.0 && b.kexec_at < 1795700000124.0);
+	assert_int_equal(b.n_held, 1);
+	assert_string_equal(b.held[0], "vm9");
 }
 
 static void test_generation(void **state)
@@ -139,6 +143,12 @@ static void test_corrupt(void **state)
 		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false}", "mode");
 	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
 		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false, \"vms\": [{\"name\": 3}]}", "vms[0].name");
+	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false, "
+		       "\"vms\": [], \"held\": [\"\"]}", "held[0]");
+	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
+		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false, "
+		       "\"vms\": [], \"held\": \"vm1\"}", "held");
 	/* A torn write: the first half of a real manifest. */
 	sample(&a);
 	assert_int_equal(handoff_write(dir, &a), 0);
@@ -150,6 +160,21 @@ static void test_corrupt(void **state)
 	assert_int_equal(ftruncate(fd, n / 2), 0);
 	close(fd);
 	expect_refused("", "not valid JSON");
+}
+
+/* Written by an init from before "held": read, holding nothing back. */
+static void test_manifest_without_held(void **state)
+{
+	struct handoff h;
+	char err[256] = "";
+	(void)state;
+
+	write_text("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
+		   "\"old_kernel\": \"7.2.13\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, "
+		   "\"sandbox\": false, \"vms\": []}");
+	h.n_held = 7;
+	assert_int_equal(handoff_read(dir, &h, err, sizeof(err)), 0);
+	assert_int_equal(h.n_held, 0);
 }
 
 static void test_ram_size_mismatch(void **state)
@@ -207,6 +232,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_manifest_without_held, setup, teardown),
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
