@@ -301,6 +301,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	vm->err_fd = ep[0];
 	ss[0] = ep[0] = -1;
 	vm->started_ms = now_ms();
+	vm->qemu_version[0] = 0; /* this QEMU's, once it greets */
 	if (!incoming) {
 		vm->state = VM_STARTING;
 		vm->greet_fd = qs[0];
