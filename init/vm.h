@@ -15,6 +15,8 @@ struct json_object;
 
 /* The states of design.md §4. Transitions (event -> new state):
  *   stopped/failed --start-->           starting --QMP up--> running
+ *   starting --QEMU exits or no greeting in 30 s--> failed (a policy
+ *            restart: starting again after the back-off)
  *   running --QEMU exits, policy restarts--> starting (after back-off)
  *   running --QEMU exits, no restart-->  stopped (clean exit) / failed
  *   running --STOP event--> paused --RESUME--> running
