@@ -130,7 +130,7 @@ class Box:
         return lu, st
 
     def floor(self):
-        # No VM in the update: the new init starts vm0 fresh, so stop it each time.
+        # No VM in the update (a stopped vm0 stays stopped in the new kernel).
         self.ctl("vm-stop", "name=vm0", "timeout=0", timeout=60)
         before = self.ctl("status")
         self.ctl("update", timeout=600)
