@@ -178,6 +178,7 @@ void update_resume(const char *state_dir)
 		struct vm *vm = sup_find_vm(h->vms[i].name);
 		struct rvm *x = &rv[n];
 		char e[256];
+		double t_retrieve = realtime_ms(), t_spawn;
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its state is set aside",
 				h->vms[i].name);
@@ -213,6 +214,7 @@ void update_resume(const char *state_dir)
 			continue;
 		}
 		/* The recorded accelerator and backing, never re-resolved. */
+		t_spawn = realtime_ms();
 		vm->accel = accel_from(x->m->accel);
 		vm->ram_backing = ram_from(x->m->ram_backing);
 		vm->want_running = true;
@@ -223,6 +225,8 @@ void update_resume(const char *state_dir)
 			continue;
 		}
 		x->t_started = realtime_ms();
+		log_info("%s: state %s in %.1f ms, QEMU up in %.1f ms", vm->conf->name,
+			 luo ? "and RAM retrieved" : "opened", t_spawn - t_retrieve, x->t_started - t_spawn);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct rvm *x = &rv[i];
