@@ -27,8 +27,12 @@ struct qmp_event {
 	json_object *data;	/* NULL when the event has none */
 };
 
+enum handshake { HS_GREETING, HS_CAPS, HS_UP };
+
 struct qmp {
 	int fd;
+	enum handshake hs;	/* qmp_handshake's progress */
+	int64_t caps_id;	/* id of our qmp_capabilities */
 	bool closed;		/* QEMU closed its end */
 	bool skipping;		/* inside an oversized line: drop up to its newline */
 	int64_t last_id;
@@ -330,11 +334,39 @@ static int reply_result(json_object *m, json_object **ret_return,
 	return 0;
 }
 
+/* One command line, newline-terminated, with the next id: malloc'd, or NULL. */
+static char *format_cmd(struct qmp *q, const char *execute, struct json_object *args, int64_t *ret_id,
+			size_t *ret_len)
+{
+	json_object *req = json_object_new_object();
+	const char *s;
+	char *line;
+	size_t n;
+
+	if (!req)
+		return NULL;
+	*ret_id = ++q->last_id;
+	if (json_object_object_add(req, "execute", json_object_new_string(execute)) < 0 ||
+	    (args && json_object_object_add(req, "arguments", json_object_get(args)) < 0) ||
+	    json_object_object_add(req, "id", json_object_new_int64(*ret_id)) < 0 ||
+	    !(s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN))) {
+		json_object_put(req);
+		return NULL;
+	}
+	n = strlen(s);
+	line = malloc(n + 1);
+	if (line) {
+		memcpy(line, s, n);
+		line[n] = '\n';
+		*ret_len = n + 1;
+	}
+	json_object_put(req);
+	return line;
+}
+
 int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
 		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen)
 {
-	json_object *req;
-	const char *s;
 	char *line;
 	size_t n;
 	int64_t id, deadline;
@@ -347,27 +379,9 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 		return -EPIPE;
 	}
 	deadline = now_ms() + timeout_ms;
-	id = ++q->last_id;
-	req = json_object_new_object();
-	if (!req)
+	if (!(line = format_cmd(q, execute, args, &id, &n)))
 		return -ENOMEM;
-	if (json_object_object_add(req, "execute", json_object_new_string(execute)) < 0 ||
-	    (args && json_object_object_add(req, "arguments", json_object_get(args)) < 0) ||
-	    json_object_object_add(req, "id", json_object_new_int64(id)) < 0 ||
-	    !(s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN))) {
-		json_object_put(req);
-		return -ENOMEM;
-	}
-	n = strlen(s);
-	line = malloc(n + 1);
-	if (!line) {
-		json_object_put(req);
-		return -ENOMEM;
-	}
-	memcpy(line, s, n);
-	line[n] = '\n';
-	json_object_put(req);
-	r = send_all(q, line, n + 1, send_fd, deadline);
+	r = send_all(q, line, n, send_fd, deadline);
 	free(line);
 	if (r < 0) {
 		if (r == -EPIPE)
@@ -532,18 +546,17 @@ static void read_version(struct qmp *q, json_object *greeting)
 			q->version[i] = json_object_get_int(v);
 }
 
-int qmp_open(int fd, int timeout_ms, struct qmp **ret)
+int qmp_connect(int fd, struct qmp **ret)
 {
-	char err[160];
 	struct qmp *q;
-	int64_t deadline, left;
 	int fl, r;
 
-	if (fd < 0 || !ret || timeout_ms < 0) {
+	if (fd < 0 || !ret) {
 		if (fd >= 0)
 			(void)close(fd);
 		return -EINVAL;
 	}
+	*ret = NULL;
 	q = calloc(1, sizeof(*q));
 	if (!q) {
 		(void)close(fd);
@@ -561,33 +574,101 @@ int qmp_open(int fd, int timeout_ms, struct qmp **ret)
 		r = -errno;
 		goto fail;
 	}
-	deadline = now_ms() + timeout_ms;
-	for (;;) {
-		json_object *m;
-		enum msg_kind k;
-
-		if ((r = read_msg(q, deadline, &m, err, sizeof(err))) < 0)
-			goto fail;
-		k = classify(m);
-		if (k == MSG_GREETING)
-			read_version(q, m);
-		json_object_put(m);
-		if (k == MSG_GREETING)
-			break;
-		if (k != MSG_EVENT) {
-			snprintf(err, sizeof(err), "expected the QMP greeting");
-			r = -EPROTO;
-			goto fail;
-		}
-	}
-	left = deadline - now_ms();
-	r = qmp_command(q, "qmp_capabilities", NULL, -1, left > 0 ? (int)left : 0, NULL, err, sizeof(err));
-	if (r < 0)
-		goto fail;
 	*ret = q;
 	return 0;
 fail:
-	log_debug("qmp: open: %s", r == -ENOMEM ? "out of memory" : err);
 	qmp_free(q);
-	return r;
+	return r < 0 ? r : -EIO;
+}
+
+int qmp_handshake(struct qmp *q, char *err, size_t errlen)
+{
+	for (;;) {
+		json_object *m, *v;
+		enum msg_kind k;
+		char *line;
+		size_t n;
+		int r;
+
+		if (q->hs == HS_UP)
+			return 1;
+		r = read_msg(q, -1, &m, err, errlen);
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+		k = classify(m);
+		if (q->hs == HS_GREETING) {
+			if (k == MSG_EVENT) { /* nothing to tell before QMP is up */
+				json_object_put(m);
+				continue;
+			}
+			if (k != MSG_GREETING) {
+				json_object_put(m);
+				set_err(err, errlen, "expected the QMP greeting");
+				return -EPROTO;
+			}
+			read_version(q, m);
+			json_object_put(m);
+			/* One short line into an empty socket: it does not block. */
+			if (!(line = format_cmd(q, "qmp_capabilities", NULL, &q->caps_id, &n)))
+				return -ENOMEM;
+			r = send_all(q, line, n, -1, now_ms() + 1000);
+			free(line);
+			if (r < 0) {
+				set_err(err, errlen, "qmp_capabilities: send: %s", strerror(-r));
+				return r;
+			}
+			q->hs = HS_CAPS;
+			continue;
+		}
+		if (k == MSG_EVENT) {
+			ev_push(q, m);
+			continue;
+		}
+		/* Ours, or an error QEMU could not put our id on. */
+		if (k == MSG_REPLY && (json_object_object_get_ex(m, "id", &v) ?
+				       (json_object_is_type(v, json_type_int) && json_object_get_int64(v) == q->caps_id) :
+				       json_object_object_get_ex(m, "error", NULL))) {
+			r = reply_result(m, NULL, err, errlen);
+			json_object_put(m);
+			if (r < 0)
+				return r;
+			q->hs = HS_UP;
+			return 1;
+		}
+		json_object_put(m);
+	}
+}
+
+int qmp_open(int fd, int timeout_ms, struct qmp **ret)
+{
+	char err[160] = "";
+	struct qmp *q = NULL;
+	int64_t deadline;
+	int r;
+
+	if (timeout_ms < 0) {
+		if (fd >= 0)
+			(void)close(fd);
+		return -EINVAL;
+	}
+	if ((r = qmp_connect(fd, &q)) < 0 || !q)
+		return r < 0 ? r : -EIO;
+	deadline = now_ms() + timeout_ms;
+	while ((r = qmp_handshake(q, err, sizeof(err))) == 0) {
+		r = wait_fd(q->fd, POLLIN, deadline);
+		if (r < 0) {
+			if (r == -ETIMEDOUT)
+				set_err(err, sizeof(err), "no answer from QEMU on QMP in time");
+			break;
+		}
+	}
+	if (r < 0) {
+		log_debug("qmp: open: %s", r == -ENOMEM ? "out of memory" : err);
+		qmp_free(q);
+		return r;
+	}
+	*ret = q;
+	return 0;
 }

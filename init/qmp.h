@@ -1,6 +1,7 @@
 /* QMP client: greeting, capabilities, commands with replies matched by id while
- * events interleave, deadlines, QEMU dying mid-command. Synchronous; the fd is a
- * connected stream socket owned by the client. */
+ * events interleave, deadlines, QEMU dying mid-command. Synchronous but for the
+ * handshake, which can also be driven by the event loop; the fd is a connected
+ * stream socket owned by the client. */
 #ifndef LUOINIT_QMP_H
 #define LUOINIT_QMP_H
 
@@ -15,6 +16,14 @@ struct qmp;
 /* Takes fd (even on failure: it is closed then). Reads the greeting, records
  * QEMU's version and negotiates capabilities, all within timeout_ms. */
 int qmp_open(int fd, int timeout_ms, struct qmp **ret);
+/* The same without waiting, for the event loop: qmp_connect takes fd as
+ * qmp_open does and reads nothing; call qmp_handshake whenever the fd is
+ * readable. It returns 0 while QEMU is not done (greeting read, capabilities
+ * sent, reply awaited), 1 once QMP is up (as after qmp_open), or a negative
+ * errno with err saying why (-EPIPE: QEMU closed; -EPROTO: not QMP;
+ * -EREMOTEIO: capabilities refused). */
+int qmp_connect(int fd, struct qmp **ret);
+int qmp_handshake(struct qmp *q, char *err, size_t errlen);
 void qmp_version(const struct qmp *q, int *major, int *minor, int *micro);
 
 /* Runs one command. args is borrowed (may be NULL); send_fd, when >= 0, goes

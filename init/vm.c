@@ -62,7 +62,7 @@ int vm_init(struct vm *vm, const struct vmconf_vm *conf)
 	vm->conf = conf;
 	vm->state = VM_STOPPED;
 	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->log_fd = vm->restart_timer = -1;
-	vm->greet_fd = vm->start_timer = -1;
+	vm->start_timer = -1;
 	vm->accel = conf->accel;
 	vm->ram_backing = conf->ram_backing;
 	vm->backoff_ms = VM_BACKOFF_MIN;
@@ -190,33 +190,34 @@ static void start_failed(struct vm *vm, int status, const char *why)
 	vm->want_running = false;
 }
 
+/* QEMU's QMP socket is readable: one more step of the handshake. */
 static void on_greeting(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
-	uint64_t waited = now_ms() - vm->started_ms;
-	char err[160];
-	int r, st;
+	char err[160] = "", msg[200];
+	int r = qmp_handshake(vm->greet, err, sizeof(err)), st;
 
-	/* The greeting (or QEMU's end) is there: the capabilities handshake
-	 * that follows is QEMU's main loop answering, quick. */
+	if (r == 0)
+		return;
 	loop_del(fd);
 	loop_timer_del(vm->start_timer);
-	vm->greet_fd = vm->start_timer = -1;
-	r = qmp_open(fd, waited < VM_QMP_TIMEOUT ? (int)(VM_QMP_TIMEOUT - waited) : 1000, &vm->qmp);
+	vm->start_timer = -1;
 	if (r < 0) {
 		/* Most often QEMU exited: its status and last words say why. */
-		if (spawn_wait(vm->pid, r == -EPIPE ? 2000 : 0, &st) == 0) {
+		if (r == -EPIPE && spawn_wait(vm->pid, 2000, &st) == 0) {
 			vm->pid = 0;
 			start_failed(vm, st, NULL);
 			return;
 		}
-		snprintf(err, sizeof(err), "QEMU did not answer on QMP: %s", strerror(-r));
-		start_failed(vm, -1, err);
+		snprintf(msg, sizeof(msg), "QEMU did not answer on QMP: %s", err[0] ? err : strerror(-r));
+		start_failed(vm, -1, msg);
 		return;
 	}
+	vm->qmp = vm->greet;
+	vm->greet = NULL;
 	if ((r = qmp_up(vm)) < 0) {
-		snprintf(err, sizeof(err), "event loop: %s", strerror(-r));
-		start_failed(vm, -1, err);
+		snprintf(msg, sizeof(msg), "event loop: %s", strerror(-r));
+		start_failed(vm, -1, msg);
 		return;
 	}
 	vm->state = VM_RUNNING;
@@ -304,9 +305,9 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	vm->qemu_version[0] = 0; /* this QEMU's, once it greets */
 	if (!incoming) {
 		vm->state = VM_STARTING;
-		vm->greet_fd = qs[0];
-		qs[0] = -1;
-		if ((r = loop_add(vm->greet_fd, EPOLLIN, on_greeting, vm)) < 0 ||
+		r = qmp_connect(qs[0], &vm->greet);
+		qs[0] = -1; /* qmp_connect owns it now, even on failure */
+		if (r < 0 || (r = loop_add(qmp_fd(vm->greet), EPOLLIN, on_greeting, vm)) < 0 ||
 		    (r = vm->start_timer = loop_timer_add(VM_QMP_TIMEOUT, 0, on_start_timeout, vm)) < 0) {
 			snprintf(err, errlen, "event loop: %s", strerror(-r));
 			goto fail_pid;
@@ -368,7 +369,7 @@ int vm_start_serving(struct vm *vm, char *err, size_t errlen)
 		return r;
 	pid = vm->pid;
 	vm->starting = true;
-	while (vm->greet_fd >= 0 && vm->pid == pid && !vm_env.shutting_down)
+	while (vm->greet && vm->pid == pid && !vm_env.shutting_down)
 		(void)loop_run_once(200);
 	vm->starting = false;
 	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
@@ -422,7 +423,7 @@ void vm_exited(struct vm *vm, int status)
 		reaped_stop(vm, status);
 		return;
 	}
-	if (vm->greet_fd >= 0 && status != -1) {
+	if (vm->greet && status != -1) {
 		vm->pid = 0; /* reaped */
 		start_failed(vm, status, NULL);
 		return;

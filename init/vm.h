@@ -47,7 +47,7 @@ struct vm {
 	pid_t pid;                  /* QEMU, 0 when none */
 	int ram_fd;                 /* guest RAM memfd, -1 when none */
 	struct qmp *qmp;
-	int greet_fd;               /* QMP socket until QEMU greets (starting), -1 */
+	struct qmp *greet;          /* QMP while its handshake runs (starting), then qmp */
 	int start_timer;            /* timerfd bounding the wait for the greeting, -1 */
 	int serial_fd;              /* our end of the serial socketpair */
 	int err_fd;                 /* read end of QEMU's stderr pipe */

@@ -139,10 +139,10 @@ static void drain(struct vm *vm, int fd, int serial)
 
 void vm_close_streams(struct vm *vm)
 {
-	if (vm->greet_fd >= 0) {
-		loop_del(vm->greet_fd);
-		close(vm->greet_fd);
-		vm->greet_fd = -1;
+	if (vm->greet) {
+		loop_del(qmp_fd(vm->greet));
+		qmp_free(vm->greet);
+		vm->greet = NULL;
 	}
 	loop_timer_del(vm->start_timer);
 	vm->start_timer = -1;

@@ -455,6 +455,97 @@ static void test_free_null(void **state)
 	assert_int_equal(qmp_open(-1, 100, NULL), -EINVAL);
 }
 
+/* ---- the handshake driven step by step, as the event loop does ---- */
+
+static void put(int fd, const char *text)
+{
+	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+}
+
+/* The command line the client sent (without its newline), or "" when none. */
+static void got(int fd, char *buf, size_t len)
+{
+	ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+
+	buf[n > 0 ? n : 0] = '\0';
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+}
+
+static void test_handshake_steps(void **state)
+{
+	struct qmp *q = NULL;
+	char err[160] = "", line[512], name[64];
+	json_object *o, *v, *d = NULL;
+	int sv[2], maj, min, mic;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(qmp_connect(sv[0], &q), 0);
+	assert_true(fcntl(sv[0], F_GETFD) & FD_CLOEXEC);
+	/* Nothing yet: not done, and it does not wait. */
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), 0);
+	/* Half a greeting: still not done, nothing sent. */
+	put(sv[1], "{\"QMP\": {\"version\": {\"qemu\": ");
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), 0);
+	got(sv[1], line, sizeof(line));
+	assert_string_equal(line, "");
+	/* The rest: the capabilities go out, with an id. */
+	put(sv[1], "{\"micro\": 2, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n");
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), 0);
+	got(sv[1], line, sizeof(line));
+	o = json_tokener_parse(line);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "execute", &v));
+	assert_string_equal(json_object_get_string(v), "qmp_capabilities");
+	assert_true(json_object_object_get_ex(o, "id", &v));
+	/* An event and a stray reply before ours: the event is kept. */
+	snprintf(line, sizeof(line), "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n"
+		 "{\"return\": {}, \"id\": %lld}\r\n{\"return\": {}, \"id\": %lld}\r\n",
+		 (long long)json_object_get_int64(v) + 100, (long long)json_object_get_int64(v));
+	json_object_put(o);
+	put(sv[1], line);
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), 1);
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), 1); /* up stays up */
+	qmp_version(q, &maj, &min, &mic);
+	assert_int_equal(maj * 10000 + min * 100 + mic, 100002);
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), &d), 0);
+	assert_string_equal(name, "RESUME");
+	json_object_put(d);
+	qmp_free(q);
+	close(sv[1]);
+}
+
+static void test_handshake_failures(void **state)
+{
+	struct qmp *q = NULL;
+	char err[160] = "";
+	int sv[2];
+
+	/* QEMU went away before greeting. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(qmp_connect(sv[0], &q), 0);
+	close(sv[1]);
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), -EPIPE);
+	qmp_free(q);
+	/* Not QMP. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(qmp_connect(sv[0], &q), 0);
+	put(sv[1], "{\"return\": {}}\r\n");
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "greeting"));
+	qmp_free(q);
+	close(sv[1]);
+	/* Capabilities refused (an error without our id). */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(qmp_connect(sv[0], &q), 0);
+	put(sv[1], GREETING "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n");
+	assert_int_equal(qmp_handshake(q, err, sizeof(err)), -EREMOTEIO);
+	assert_non_null(strstr(err, "GenericError: no"));
+	qmp_free(q);
+	close(sv[1]);
+	assert_int_equal(qmp_connect(-1, &q), -EINVAL);
+}
+
 /* ---- a real QEMU ---- */
 
 static const char *qemu_path(void)
@@ -545,6 +636,8 @@ int main(void)
 		cmocka_unit_test(test_closed_before_greeting),
 		cmocka_unit_test(test_bad_greeting),
 		cmocka_unit_test(test_free_null),
+		cmocka_unit_test(test_handshake_steps),
+		cmocka_unit_test(test_handshake_failures),
 		cmocka_unit_test(test_real_qemu),
 	};
 
