@@ -616,15 +616,17 @@ def test_explicit_procfd_skips_the_probe(supervisors, tmpdir_short, monkeypatch)
 
 # ---- 7. a QEMU that never answers -------------------------------------------
 
-# Never greets on QMP, like a QEMU stuck before its main loop; the probes
-# (-machine none), and every run while the file HUNG_QEMU_OFF exists, are the
-# real QEMU.
+# Never answers on QMP, like a QEMU stuck before its main loop (or, with
+# HUNG_QEMU_GREET=1, one that greets and then stalls); the probes (-machine
+# none), and every run while the file HUNG_QEMU_OFF exists, are the real QEMU.
 HUNG_QEMU = r'''#!/usr/bin/python3
 import os, sys, time
 args = sys.argv[1:]
 probe = any(a == "none" and args[i - 1] == "-machine" for i, a in enumerate(args) if i)
 if probe or os.path.exists(os.environ.get("HUNG_QEMU_OFF", "/nonexistent")):
     os.execv("/usr/bin/qemu-system-x86_64", ["qemu-system-x86_64"] + args)
+if os.environ.get("HUNG_QEMU_GREET"):
+    os.write(3, b'{"QMP": {"version": {"qemu": {"major": 10, "minor": 0, "micro": 2}, "package": ""}, "capabilities": []}}\r\n')
 time.sleep(3600)
 '''
 
@@ -641,9 +643,13 @@ def _quick_status(s):
     return st
 
 
-def test_a_hung_qemu_holds_up_nothing(supervisors, tmpdir_short):
-    """The first VM's QEMU never greets: the second starts beside it, the
-    control socket answers at once, and a shutdown does not wait for QMP."""
+@pytest.mark.parametrize("greets", [False, True], ids=["silent", "greets-then-stalls"])
+def test_a_hung_qemu_holds_up_nothing(supervisors, tmpdir_short, monkeypatch, greets):
+    """The first VM's QEMU never finishes the QMP handshake: the second starts
+    beside it, the control socket answers at once, and a shutdown does not
+    wait for QMP."""
+    if greets:
+        monkeypatch.setenv("HUNG_QEMU_GREET", "1")
     s = supervisors(config=conf(vm_config("hung", tmpdir_short, qemu=_hung_qemu(tmpdir_short), memory_mib=32),
                                 vm_config("hb", tmpdir_short, memory_mib=32)))
     s.wait_running("hb")
