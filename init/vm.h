@@ -15,7 +15,7 @@ struct json_object;
 
 /* The states of design.md §4. Transitions (event -> new state):
  *   stopped/failed --start-->           starting --QMP up--> running
- *   starting --QEMU exits or no greeting in 30 s--> failed (a policy
+ *   starting --QEMU exits or no QMP handshake in 30 s--> failed (a policy
  *            restart: starting again after the back-off)
  *   running --QEMU exits, policy restarts--> starting (after back-off)
  *   running --QEMU exits, no restart-->  stopped (clean exit) / failed
@@ -48,7 +48,7 @@ struct vm {
 	int ram_fd;                 /* guest RAM memfd, -1 when none */
 	struct qmp *qmp;
 	struct qmp *greet;          /* QMP while its handshake runs (starting), then qmp */
-	int start_timer;            /* timerfd bounding the wait for the greeting, -1 */
+	int start_timer;            /* timerfd bounding the QMP handshake, -1 */
 	int serial_fd;              /* our end of the serial socketpair */
 	int err_fd;                 /* read end of QEMU's stderr pipe */
 	int log_fd;                 /* the serial log file (O_APPEND), -1 for "log" */
@@ -94,11 +94,11 @@ void vm_log_close(struct vm *vm);
 /* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
  * incoming: start with -incoming defer and wait for QMP (restores need it at
  * once). Otherwise return as soon as QEMU is forked, in state starting: the
- * loop sees its QMP greeting (then running) or its failure, so a slow or
+ * loop runs its QMP handshake (then running) or sees it fail, so a slow or
  * hung QEMU never holds up PID 1 and several VMs boot side by side. */
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
 /* The operator's start: the restart counter and policy begin afresh; a QEMU
- * that fails before its greeting leaves the VM failed, not retried. */
+ * that fails before QMP is up leaves the VM failed, not retried. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
 /* vm_start, then run the loop until QEMU is up or has failed (vm->starting
  * meanwhile); err says why when it failed. */
