@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "loop.h"
 #include "supervisor.h"
 #include "update.h"
 #include "vm.h"
@@ -92,6 +93,26 @@ static int cmd_status(json_object *args, json_object **ret, struct cmd_error *er
 	return 0;
 }
 
+/* vm_start, then serve the loop until QEMU is up or has failed (other
+ * commands on this VM are refused meanwhile); err says why it failed. */
+static int start_serving(struct vm *vm, char *err, size_t errlen)
+{
+	pid_t pid;
+	int r;
+
+	if ((r = vm_start(vm, err, errlen)) < 0)
+		return r;
+	pid = vm->pid;
+	vm->starting = true;
+	while (vm->greet && vm->pid == pid && !sup_shutdown_pending())
+		(void)loop_run_once(200);
+	vm->starting = false;
+	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
+		return 0; /* up, or still coming up while the appliance shuts down */
+	snprintf(err, errlen, "%s", vm->last_error);
+	return -EIO;
+}
+
 static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "name", NULL };
@@ -103,7 +124,7 @@ static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *
 	if (vm->pid > 0)
 		return fail(err, "GenericError", "vm-start: %s is already %s", vm->conf->name, vm_state_name(vm->state));
 	vm->restarts = 0;
-	if (vm_start_serving(vm, e, sizeof(e)) < 0)
+	if (start_serving(vm, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "vm-start: %s: %s", vm->conf->name, e);
 	*ret = vm_status_json(vm);
 	return 0;
@@ -149,7 +170,7 @@ static int cmd_vm_restart(json_object *args, json_object **ret, struct cmd_error
 		return -EINVAL;
 	if (vm_stop_serving(vm, t) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm->conf->name);
-	if (vm_start_serving(vm, e, sizeof(e)) < 0)
+	if (start_serving(vm, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "vm-restart: %s: %s", vm->conf->name, e);
 	*ret = vm_status_json(vm);
 	return 0;

@@ -7,6 +7,7 @@
 #include "ctl_server.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -124,6 +125,14 @@ static void conn_update_events(struct conn *c)
 static void port_timer_cb(int fd, uint32_t events, void *data);
 static void conn_flush(struct conn *c);
 
+/* A virtio-serial port reports a hang-up for as long as no host is connected. */
+static bool port_host_present(const struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) >= 0 && !(pfd.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* The port's host side went away: stop polling it level-triggered (it would
  * report EPOLLHUP forever) until the host is back.
  *
@@ -135,12 +144,11 @@ static void conn_flush(struct conn *c);
  * the next one, whose client skips replies to ids it did not send. */
 static void port_disconnected(struct conn *c)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	int t;
 
 	/* The hang-up may be stale: one host client left and the next one is
 	 * already connected. Only a port that still reports it has no host. */
-	if (poll(&pfd, 1, 0) == 1 && !(pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+	if (port_host_present(c))
 		return;
 	if (c->port_timer >= 0)
 		return;
@@ -163,10 +171,9 @@ static void port_disconnected(struct conn *c)
 /* The host is back when the port no longer reports a hang-up. */
 static void port_try_reconnect(struct conn *c)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	int r;
 
-	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+	if (!port_host_present(c))
 		return;
 	r = c->registered ? loop_mod(c->fd, EPOLLIN) : loop_add(c->fd, EPOLLIN, conn_cb, c);
 	if (r < 0) {

@@ -54,9 +54,10 @@ void sup_request(enum sup_action a, int timeout_ms)
 	if (S.pending == SUP_NONE) {
 		S.pending = a;
 		S.pending_timeout = timeout_ms;
-		vm_env.shutting_down = true; /* a vm-start waiting for QMP returns */
 	}
 }
+
+bool sup_shutdown_pending(void) { return S.pending != SUP_NONE; }
 
 struct vm *sup_vms(size_t *ret_n)
 {
@@ -443,7 +444,6 @@ int sup_run(const struct sup_opts *o)
 			if (shutdown_now(a, S.pending_timeout) == 0)
 				return 0;
 			S.pending = SUP_NONE;
-			vm_env.shutting_down = false;
 		}
 	}
 }

@@ -36,6 +36,8 @@ int sup_run(const struct sup_opts *o);
 struct vm *sup_find_vm(const char *name);
 struct vm *sup_vms(size_t *ret_n);
 const struct vmconf *sup_config(void);
+/* A poweroff or reboot was asked: waits that serve the loop end early. */
+bool sup_shutdown_pending(void);
 /* Close what keeps /state busy and unmount it (clean on disk or an error). */
 int sup_unmount_state(void);
 /* Record an update failure for status ("last_update_error"). */

@@ -158,7 +158,7 @@ int update_start(const struct update_req *req, json_object **ret, char *err, siz
 	 * started afresh after the kexec, its guest lost: refuse instead. */
 	for (size_t i = 0; i < nvms; i++) {
 		const struct vm *v = &vms[i];
-		if (v->stopping || v->starting || (v->pid > 0 && v->state != VM_RUNNING)) {
+		if (v->stopping || (v->pid > 0 && v->state != VM_RUNNING)) {
 			snprintf(err, errlen, "%s is %s: try again when it is running or stopped", v->conf->name,
 				 v->stopping ? "being stopped" : vm_state_name(v->state));
 			return -EBUSY;
@@ -291,7 +291,7 @@ static void rollback_vms(void)
 		/* QEMU is gone but the RAM memfd and the state are ours. */
 		if (p->state_fd < 0 && p->path[0])
 			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
-		r = vm_restore_in_place(vm, p->state_fd, U.luo, NULL, e, sizeof(e));
+		r = vm_restore_in_place(vm, p->state_fd, U.luo, 2, NULL, e, sizeof(e));
 		if (r < 0) {
 			/* Its device state cannot be applied: a fresh start is all
 			 * that is left (the restart a QEMU crash would get). */
@@ -399,6 +399,8 @@ void update_run_pending(void)
 		if (r < 0)
 			goto save_failed;
 	}
+	for (size_t i = 0; i < U.n; i++)
+		vm_ask_quit(U.p[i].vm);
 	for (size_t i = 0; i < U.n; i++) {
 		struct pvm *p = &U.p[i];
 		vm_quit(p->vm);

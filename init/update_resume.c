@@ -235,8 +235,8 @@ void update_resume(const char *state_dir)
 		if (!x->ok)
 			continue;
 		r = cpr_restore(x->vm->qmp, x->state_fd, luo, RESTORE_TIMEOUT, x->why, sizeof(x->why));
-		if (r < 0) /* the preserved RAM is worth another QEMU */
-			r = vm_restore_in_place(x->vm, x->state_fd, luo, NULL, x->why, sizeof(x->why));
+		if (r < 0) /* the preserved RAM is worth one more QEMU */
+			r = vm_restore_in_place(x->vm, x->state_fd, luo, 1, NULL, x->why, sizeof(x->why));
 		t_restored = realtime_ms();
 		if (r < 0) {
 			give_up(x);

@@ -112,14 +112,25 @@ void vm_kill(struct vm *vm)
 	vm_close_streams(vm);
 }
 
-void vm_quit(struct vm *vm)
+void vm_ask_quit(struct vm *vm)
 {
 	char e[128];
+
+	if (vm->pid <= 0 || !vm->qmp)
+		return;
+	(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
+	/* Nothing more to say to it: this also makes a second ask a no-op. */
+	loop_del(qmp_fd(vm->qmp));
+	qmp_free(vm->qmp);
+	vm->qmp = NULL;
+}
+
+void vm_quit(struct vm *vm)
+{
 	int r;
 
+	vm_ask_quit(vm);
 	if (vm->pid > 0) {
-		if (vm->qmp)
-			(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
 		r = spawn_wait_or_kill(vm->pid, 5000, NULL);
 		if (r < 0)
 			log_errno(LOG_ERR, r, "%s: QEMU pid %d not reaped", vm->conf->name, (int)vm->pid);
@@ -195,20 +206,16 @@ static void on_greeting(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
 	char err[160] = "", msg[200];
-	int r = qmp_handshake(vm->greet, err, sizeof(err)), st;
+	int r = qmp_handshake(vm->greet, err, sizeof(err));
 
 	if (r == 0)
 		return;
 	loop_del(fd);
+	if (r == -EPIPE)
+		return; /* QEMU is exiting: the reaper reports how (vm_exited) */
 	loop_timer_del(vm->start_timer);
 	vm->start_timer = -1;
 	if (r < 0) {
-		/* Most often QEMU exited: its status and last words say why. */
-		if (r == -EPIPE && spawn_wait(vm->pid, 2000, &st) == 0) {
-			vm->pid = 0;
-			start_failed(vm, st, NULL);
-			return;
-		}
 		snprintf(msg, sizeof(msg), "QEMU did not answer on QMP: %s", err[0] ? err : strerror(-r));
 		start_failed(vm, -1, msg);
 		return;
@@ -358,24 +365,6 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		log_err("%s: %s", vm->conf->name, err);
 	}
 	return r;
-}
-
-int vm_start_serving(struct vm *vm, char *err, size_t errlen)
-{
-	pid_t pid;
-	int r;
-
-	if ((r = vm_start(vm, err, errlen)) < 0)
-		return r;
-	pid = vm->pid;
-	vm->starting = true;
-	while (vm->greet && vm->pid == pid && !vm_env.shutting_down)
-		(void)loop_run_once(200);
-	vm->starting = false;
-	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
-		return 0; /* up, or still coming up while the appliance shuts down */
-	snprintf(err, errlen, "%s", vm->last_error);
-	return -EIO;
 }
 
 static void on_restart_timer(int fd, uint32_t events, void *data)

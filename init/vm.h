@@ -42,7 +42,7 @@ struct vm {
 	bool want_running;          /* the operator's intent: restart policy applies */
 	bool held;                  /* stopped before the update that booted us: not started */
 	bool stopping;              /* vm_stop_serving is waiting for the guest */
-	bool starting;              /* vm_start_serving is waiting for QMP */
+	bool starting;              /* a vm-start is waiting for QMP (commands.c) */
 	bool policy_spawn;          /* this start is a policy restart: a failure keeps the policy */
 	pid_t pid;                  /* QEMU, 0 when none */
 	int ram_fd;                 /* guest RAM memfd, -1 when none */
@@ -74,7 +74,6 @@ struct vm_env {
 	const char *firmware_dir;   /* -L for QEMU, or NULL */
 	bool sandbox;
 	bool fdset_ok;              /* the probe said QEMU resolves /dev/fdset for RAM */
-	bool shutting_down;         /* a shutdown is pending: serving waits end early */
 };
 
 extern struct vm_env vm_env;
@@ -87,6 +86,9 @@ void vm_release(struct vm *vm);  /* kill QEMU, close everything */
  * and close its streams. The RAM memfd stays. */
 void vm_kill(struct vm *vm);
 void vm_quit(struct vm *vm);
+/* vm_quit's first half: QMP quit, not waiting for QEMU to exit; asking
+ * several QEMUs first lets them exit side by side. */
+void vm_ask_quit(struct vm *vm);
 /* The serial log file: closed so /state can be unmounted, opened again after. */
 void vm_log_open(struct vm *vm);
 void vm_log_close(struct vm *vm);
@@ -100,9 +102,6 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 /* The operator's start: the restart counter and policy begin afresh; a QEMU
  * that fails before QMP is up leaves the VM failed, not retried. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
-/* vm_start, then run the loop until QEMU is up or has failed (vm->starting
- * meanwhile); err says why when it failed. */
-int vm_start_serving(struct vm *vm, char *err, size_t errlen);
 /* Press the guest's power button (QMP system_powerdown). */
 int vm_powerdown(struct vm *vm);
 /* After vm_powerdown: wait up to timeout_ms for QEMU to exit, then quit/kill
@@ -115,8 +114,9 @@ int vm_stop_serving(struct vm *vm, int timeout_ms);
 bool vm_owns_pid(const struct vm *vm, pid_t pid);
 void vm_exited(struct vm *vm, int status);
 /* Start QEMU on the RAM memfd it has (-incoming defer) and restore state_fd
- * into it, with one retry on a fresh QEMU; running on success (vmm_update.c). */
-int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, double *ret_started,
+ * into it, up to `tries` times, each on a fresh QEMU (one still there from a
+ * failed restore is killed first); running on success (vmm_update.c). */
+int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
 			char *err, size_t errlen);
 /* Restart QEMU in place keeping RAM (design.md §4 vmm-update). */
 int vm_vmm_update(struct vm *vm, char *err, size_t errlen);

@@ -19,18 +19,17 @@
 #define SAVE_TIMEOUT    60000
 #define RESTORE_TIMEOUT 120000 /* a full-RAM rollback restores GiBs */
 
-int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, double *ret_started,
+int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
 			char *err, size_t errlen)
 {
 	int r = -EIO;
 
-	/* The RAM and the state are still ours: a failed restore gets one more
-	 * try on a fresh QEMU before the caller gives up on them. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (attempt) {
-			log_err("%s: restore failed (%s), retrying once", vm->conf->name, err);
-			vm_kill(vm);
-		}
+	/* The RAM and the state are still ours: each try is a fresh QEMU (a
+	 * failed one is ended first, never left beside the new one). */
+	for (int attempt = 0; attempt < tries; attempt++) {
+		if (attempt)
+			log_err("%s: restore failed (%s), retrying on a fresh QEMU", vm->conf->name, err);
+		vm_kill(vm); /* no-op unless a failed restore left its QEMU */
 		r = vm_spawn(vm, true, true, err, errlen);
 		if (ret_started)
 			*ret_started = realtime_ms();
@@ -76,7 +75,7 @@ int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 	vm->state = VM_RESTORING;
 	vm_quit(vm);
 
-	r = vm_restore_in_place(vm, sfd, true, &t_started, e, sizeof(e));
+	r = vm_restore_in_place(vm, sfd, true, 2, &t_started, e, sizeof(e));
 	t_restored = realtime_ms();
 	close(sfd);
 	if (r < 0) {
