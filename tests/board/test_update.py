@@ -80,9 +80,12 @@ def vm0(st):
     return next((v for v in st.get("vms", []) if v.get("name") == "vm0"), None)
 
 
-def beats(a):
-    log = ctl(a, "vm-log", "name=vm0", "bytes=8192").get("log", "")
+def beats_in(log):
     return [(int(n), ok) for n, ok in HB.findall(log)]
+
+
+def beats(a):
+    return beats_in(ctl(a, "vm-log", "name=vm0", "bytes=8192").get("log", ""))
 
 
 def wait_beating(a, after=None, timeout=120):
@@ -93,8 +96,7 @@ def wait_beating(a, after=None, timeout=120):
             st = a.ctl("status", timeout=30)
             v = vm0(st)
             if v and v.get("state") == "running":
-                log = a.ctl("vm-log", "name=vm0", "bytes=8192", timeout=30).get("log", "")
-                b = [(int(n), ok) for n, ok in HB.findall(log)]
+                b = beats_in(a.ctl("vm-log", "name=vm0", "bytes=8192", timeout=30).get("log", ""))
                 if len(b) >= 2 and (after is None or b[-1][0] > after):
                     return b
         except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError):
@@ -219,9 +221,9 @@ def test_stopped_vm_stays_stopped_across_an_update(app):
     before = status(app)
     rep = app.ctl("update", timeout=120)
     assert rep.get("vms") == 0, rep
+    # The new init serves requests only after its boot-time starts.
     st = wait_status(app, UPDATE_TIMEOUT, lambda s: s.get("boot_id") != before["boot_id"])
-    time.sleep(3)  # the new init's boot-time starts are done by now
-    v = vm0(status(app))
+    v = vm0(st)
     assert v["state"] == "stopped" and v["pid"] is None, v
     assert st.get("last_update_error") is None, st
     assert ctl(app, "vm-start", "name=vm0", timeout=120)["state"] == "running"
