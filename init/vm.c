@@ -118,7 +118,7 @@ void vm_ask_quit(struct vm *vm)
 
 	if (vm->pid <= 0 || !vm->qmp)
 		return;
-	(void)qmp_command(vm->qmp, "quit", NULL, -1, 5000, NULL, e, sizeof(e));
+	(void)qmp_command(vm->qmp, "quit", NULL, -1, 2000, NULL, e, sizeof(e));
 	/* Nothing more to say to it: this also makes a second ask a no-op. */
 	loop_del(qmp_fd(vm->qmp));
 	qmp_free(vm->qmp);
@@ -500,7 +500,7 @@ int vm_stop(struct vm *vm, int timeout_ms)
 
 static int stop(struct vm *vm, int timeout_ms, bool serve)
 {
-	char e[128];
+	bool asked;
 	int st, r;
 
 	vm->want_running = false;
@@ -520,10 +520,10 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 		}
 		log_info("%s: guest did not power down within %d ms, quitting QEMU", vm->conf->name, timeout_ms);
 	}
-	/* Without QMP yet (still starting) there is nobody to ask. */
-	if (vm->qmp)
-		(void)qmp_command(vm->qmp, "quit", NULL, -1, 2000, NULL, e, sizeof(e));
-	r = spawn_wait_or_kill(vm->pid, vm->qmp ? 3000 : 0, &st);
+	/* Without QMP yet (still starting) there is nobody to ask: kill. */
+	asked = vm->qmp != NULL;
+	vm_ask_quit(vm);
+	r = spawn_wait_or_kill(vm->pid, asked ? 3000 : 0, &st);
 	if (r < 0)
 		return log_errno(LOG_ERR, r, "%s: cannot reap QEMU pid %d", vm->conf->name, (int)vm->pid);
 	reaped_stop(vm, st);
