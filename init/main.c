@@ -10,15 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmdline.h"
-#include "ctl_client.h"
-#include "log.h"
-#include "loop.h"
-#include "modules.h"
-#include "mounts.h"
-#include "statefs.h"
-#include "supervisor.h"
-#include "tsc.h"
+#include "pid1/cmdline.h"
+#include "ctl/client.h"
+#include "pid1/log.h"
+#include "pid1/loop.h"
+#include "pid1/modules.h"
+#include "pid1/mounts.h"
+#include "pid1/statefs.h"
+#include "supervisor/supervisor.h"
+#include "pid1/tsc.h"
 
 #define STATE_DIR       "/state"
 #define STATE_TIMEOUT   10000

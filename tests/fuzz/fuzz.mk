@@ -29,8 +29,8 @@ FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unus
 FUZZ_LIBS   := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
-FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl_proto.c
-FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/qmp.c init/log.c
+FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c
+FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/vm/qmp.c init/pid1/log.c
 
 # Longest input: a config file well past a real one; a request line past
 # CTL_LINE_MAX (64 KiB) so the size limit is hit; what QEMU sends in one go.
@@ -45,7 +45,7 @@ FUZZ_ASAN_vmconf    :=
 FUZZ_ASAN_ctl_proto :=
 FUZZ_ASAN_qmp       := :quarantine_size_mb=16
 
-FUZZ_HDRS := $(wildcard vmconf/*.h init/*.h)
+FUZZ_HDRS := $(wildcard vmconf/*.h init/*/*.h)
 
 # One clang command per target, from the sources (they are few and small).
 define FUZZ_RULE

@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "ctl_proto.h"
+#include "ctl/proto.h"
 
 #define CHECK(cond)                                                                  \
 	do {                                                                         \

@@ -35,8 +35,8 @@
 
 #include <json-c/json.h>
 
-#include "log.h"
-#include "qmp.h"
+#include "pid1/log.h"
+#include "vm/qmp.h"
 
 #define SCRIPT_LEN 4
 #define CHUNKED 0x80     /* in script[0] */

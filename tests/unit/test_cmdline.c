@@ -7,8 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cmdline.h"
-#include "log.h"
+#include "pid1/cmdline.h"
+#include "pid1/log.h"
 
 static char warned[8][256];
 static int nwarned;

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "ctl_proto.h"
+#include "ctl/proto.h"
 
 static int parse(const char *s, struct ctl_request *req, struct cmd_error *err)
 {

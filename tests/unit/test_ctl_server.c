@@ -18,9 +18,9 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "ctl_proto.h"
-#include "ctl_server.h"
-#include "loop.h"
+#include "ctl/proto.h"
+#include "ctl/server.h"
+#include "pid1/loop.h"
 
 static char dir[64];
 static char path[128];

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "handoff.h"
+#include "update/handoff.h"
 
 static char dir[128];
 

@@ -16,8 +16,8 @@
 
 #include <libkmod.h>
 
-#include "cmdline.h"
-#include "modules.h"
+#include "pid1/cmdline.h"
+#include "pid1/modules.h"
 
 #define KVER "9.9.9-luoinit-test"
 

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "qmp.h"
+#include "vm/qmp.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 0, \"major\": 10}, " \
 		 "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"

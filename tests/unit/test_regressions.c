@@ -16,8 +16,8 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "ctl_proto.h"
-#include "qmp.h"
+#include "ctl/proto.h"
+#include "vm/qmp.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 10}, " \
 		 "\"package\": \"\"}, \"capabilities\": []}}\r\n"

@@ -18,8 +18,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "mounts.h"
-#include "statefs.h"
+#include "pid1/mounts.h"
+#include "pid1/statefs.h"
 
 #define UUID "6a1c0f3e-9b2d-4c5e-8f70-112233445566"
 #define DISKID "4c756f31" /* MBR disk signature: PARTUUID 4c756f31-01 */

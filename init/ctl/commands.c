@@ -1,0 +1,282 @@
+/* The control commands (design.md §4). Arguments are checked here, with
+ * errors that name the argument; the work is done by vm.c and the supervisor. */
+#include "ctl/commands.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pid1/log.h"
+#include "pid1/loop.h"
+#include "supervisor/supervisor.h"
+#include "update/update.h"
+#include "vm/vm.h"
+
+#define VM_STOP_TIMEOUT 5000
+#define LOG_MAX_BYTES   (64 * 1024)
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct cmd_error *err, const char *cls, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(err->class_, sizeof(err->class_), "%s", cls);
+	va_start(ap, fmt);
+	vsnprintf(err->desc, sizeof(err->desc), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Only the named keys are accepted: a typo must not silently do something else. */
+static int check_keys(const char *cmd, json_object *args, const char *const *keys, struct cmd_error *err)
+{
+	if (!args)
+		return 0;
+	json_object_object_foreach(args, k, v) {
+		size_t i;
+		(void)v;
+		for (i = 0; keys[i]; i++)
+			if (strcmp(k, keys[i]) == 0)
+				break;
+		if (!keys[i])
+			return fail(err, "GenericError", "%s: unknown argument '%s'", cmd, k);
+	}
+	return 0;
+}
+
+static int arg_string(const char *cmd, json_object *args, const char *key, bool required,
+		      const char **ret, struct cmd_error *err)
+{
+	json_object *v;
+
+	*ret = NULL;
+	if (!args || !json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			return fail(err, "GenericError", "%s: missing argument '%s' (a string)", cmd, key);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return fail(err, "GenericError", "%s: argument '%s' must be a string, got %s", cmd, key,
+			    json_type_to_name(json_object_get_type(v)));
+	*ret = json_object_get_string(v);
+	return 0;
+}
+
+static int arg_vm(const char *cmd, json_object *args, struct vm **ret, struct cmd_error *err)
+{
+	const char *name;
+	int r = arg_string(cmd, args, "name", true, &name, err);
+
+	if (r < 0)
+		return r;
+	*ret = sup_find_vm(name);
+	if (!*ret)
+		return fail(err, "DeviceNotFound", "%s: no VM named '%.64s'", cmd, name);
+	/* vm-stop and vm-start run the loop while the guest powers down or
+	 * QEMU comes up: only vm-log may touch that VM meanwhile. */
+	if (((*ret)->stopping || (*ret)->starting) && strcmp(cmd, "vm-log") != 0)
+		return fail(err, "GenericError", "%s: %s is being %s, try again", cmd, name,
+			    (*ret)->stopping ? "stopped" : "started");
+	return 0;
+}
+
+static int cmd_status(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { NULL };
+
+	if (check_keys("status", args, keys, err) < 0)
+		return -EINVAL;
+	*ret = sup_status_json();
+	return 0;
+}
+
+/* vm_start, then serve the loop until QEMU is up or has failed (other
+ * commands on this VM are refused meanwhile); err says why it failed. */
+static int start_serving(struct vm *vm, char *err, size_t errlen)
+{
+	pid_t pid;
+	int r;
+
+	if ((r = vm_start(vm, err, errlen)) < 0)
+		return r;
+	pid = vm->pid;
+	vm->starting = true;
+	while (vm->greet && vm->pid == pid && !sup_shutdown_pending())
+		(void)loop_run_once(200);
+	vm->starting = false;
+	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
+		return 0; /* up, or still coming up while the appliance shuts down */
+	snprintf(err, errlen, "%s", vm->last_error);
+	return -EIO;
+}
+
+static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "name", NULL };
+	char e[512];
+	struct vm *vm;
+
+	if (check_keys("vm-start", args, keys, err) < 0 || arg_vm("vm-start", args, &vm, err) < 0)
+		return -EINVAL;
+	if (vm->pid > 0)
+		return fail(err, "GenericError", "vm-start: %s is already %s", vm->conf->name, vm_state_name(vm->state));
+	vm->restarts = 0;
+	if (start_serving(vm, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "vm-start: %s: %s", vm->conf->name, e);
+	*ret = vm_status_json(vm);
+	return 0;
+}
+
+static int arg_timeout(const char *cmd, json_object *args, int *ret, struct cmd_error *err)
+{
+	json_object *v;
+
+	*ret = VM_STOP_TIMEOUT;
+	if (!args || !json_object_object_get_ex(args, "timeout", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 || json_object_get_int64(v) > 600)
+		return fail(err, "GenericError", "%s: 'timeout' must be an integer from 0 to 600 (seconds)", cmd);
+	*ret = (int)json_object_get_int64(v) * 1000;
+	return 0;
+}
+
+static int cmd_vm_stop(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "name", "timeout", NULL };
+	struct vm *vm;
+	int t;
+
+	if (check_keys("vm-stop", args, keys, err) < 0 || arg_vm("vm-stop", args, &vm, err) < 0 ||
+	    arg_timeout("vm-stop", args, &t, err) < 0)
+		return -EINVAL;
+	if (vm_power_off(vm, t, true) < 0)
+		return fail(err, "GenericError", "vm-stop: %s: QEMU could not be stopped", vm->conf->name);
+	*ret = vm_status_json(vm);
+	return 0;
+}
+
+static int cmd_vm_restart(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "name", "timeout", NULL };
+	char e[512];
+	struct vm *vm;
+	int t;
+
+	if (check_keys("vm-restart", args, keys, err) < 0 || arg_vm("vm-restart", args, &vm, err) < 0 ||
+	    arg_timeout("vm-restart", args, &t, err) < 0)
+		return -EINVAL;
+	if (vm_power_off(vm, t, true) < 0)
+		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm->conf->name);
+	if (start_serving(vm, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "vm-restart: %s: %s", vm->conf->name, e);
+	*ret = vm_status_json(vm);
+	return 0;
+}
+
+static int cmd_vmm_update(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "name", NULL };
+	char e[512];
+	struct vm *vm;
+
+	if (check_keys("vmm-update", args, keys, err) < 0 || arg_vm("vmm-update", args, &vm, err) < 0)
+		return -EINVAL;
+	if (vm_vmm_update(vm, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "vmm-update: %s: %s", vm->conf->name, e);
+	*ret = vm_status_json(vm);
+	return 0;
+}
+
+static int cmd_vm_log(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "name", "bytes", NULL };
+	json_object *v;
+	struct vm *vm;
+	int64_t bytes = 4096;
+	char *s;
+
+	if (check_keys("vm-log", args, keys, err) < 0 || arg_vm("vm-log", args, &vm, err) < 0)
+		return -EINVAL;
+	if (json_object_object_get_ex(args, "bytes", &v)) {
+		if (!json_object_is_type(v, json_type_int) || (bytes = json_object_get_int64(v)) < 0 ||
+		    bytes > LOG_MAX_BYTES)
+			return fail(err, "GenericError", "vm-log: 'bytes' must be an integer from 0 to %d", LOG_MAX_BYTES);
+	}
+	s = vm_log_tail(vm, (size_t)bytes);
+	if (!s)
+		return fail(err, "GenericError", "vm-log: out of memory");
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "log", json_object_new_string(s));
+	free(s);
+	return 0;
+}
+
+static int cmd_power(const char *cmd, enum sup_action a, json_object *args, json_object **ret,
+		     struct cmd_error *err)
+{
+	static const char *const keys[] = { "timeout", NULL };
+	int t;
+
+	if (check_keys(cmd, args, keys, err) < 0 || arg_timeout(cmd, args, &t, err) < 0)
+		return -EINVAL;
+	if (!args || !json_object_object_get_ex(args, "timeout", NULL))
+		t = SUP_SHUTDOWN_TIMEOUT;
+	sup_request(a, t);
+	*ret = json_object_new_object();
+	return 0;
+}
+
+static int cmd_poweroff(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	return cmd_power("poweroff", SUP_POWEROFF, args, ret, err);
+}
+
+static int cmd_reboot(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	return cmd_power("reboot", SUP_REBOOT, args, ret, err);
+}
+
+static int cmd_update(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "kernel", "initrd", "cmdline", "fault", NULL };
+	struct update_req req = { 0 };
+	char e[512];
+
+	if (check_keys("update", args, keys, err) < 0 ||
+	    arg_string("update", args, "kernel", false, &req.kernel, err) < 0 ||
+	    arg_string("update", args, "initrd", false, &req.initrd, err) < 0 ||
+	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0 ||
+	    arg_string("update", args, "fault", false, &req.fault, err) < 0)
+		return -EINVAL;
+	if (update_start(&req, ret, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "update: %s", e);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(json_object *args, json_object **ret, struct cmd_error *err);
+} commands[] = {
+	{ "status", cmd_status },         { "vm-start", cmd_vm_start },
+	{ "vm-stop", cmd_vm_stop },       { "vm-restart", cmd_vm_restart },
+	{ "vmm-update", cmd_vmm_update }, { "vm-log", cmd_vm_log },
+	{ "poweroff", cmd_poweroff },     { "reboot", cmd_reboot },
+	{ "update", cmd_update },
+};
+
+int commands_execute(const char *name, json_object *args, json_object **ret, struct cmd_error *err)
+{
+	*ret = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(name, commands[i].name) == 0) {
+			int r = commands[i].fn(args, ret, err);
+			if (r < 0)
+				log_info("command %s failed: %s", name, err->desc);
+			return r;
+		}
+	return fail(err, "CommandNotFound", "unknown command '%.64s' (known: status, vm-start, vm-stop, "
+		    "vm-restart, vmm-update, vm-log, poweroff, reboot, update)", name);
+}

@@ -1,0 +1,213 @@
+/* Kernel command line parsing. Nothing here is fatal: a bad parameter is
+ * reported and the default is kept, so a typo never stops the boot. */
+#include "pid1/cmdline.h"
+#include "pid1/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cmdline_defaults(struct cmdline *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	strcpy(ret->state, "LABEL=luoinit-state");
+	strcpy(ret->mgmt, "luoinit.mgmt");
+	ret->log_level = LOG_INFO;
+}
+
+/* The kernel's kstrtobool spellings; -1 when none. */
+static int parse_bool(const char *v)
+{
+	static const char *const on[] = { "1", "y", "Y", "on", "yes", "true" };
+	static const char *const off[] = { "0", "n", "N", "off", "no", "false" };
+
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+		if (strcmp(v, on[i]) == 0)
+			return 1;
+		if (strcmp(v, off[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+static int copy_value(char *dst, size_t size, const char *v)
+{
+	size_t n;
+
+	if (!v || !*v)
+		return -EINVAL;
+	n = strlen(v);
+	if (n >= size)
+		return -ENAMETOOLONG;
+	memcpy(dst, v, n + 1);
+	return 0;
+}
+
+/* One "key=value" word (quotes already removed). */
+static void parse_param(char *word, struct cmdline *c, void (*warn)(const char *))
+{
+	char *eq = strchr(word, '=');
+	const char *key = word, *v = NULL;
+	int r = 0, b;
+
+	if (eq) {
+		*eq = '\0';
+		v = eq + 1;
+	}
+	if (strcmp(key, "liveupdate") == 0 || strcmp(key, "kho") == 0) {
+		/* The kernel checks these itself; a bare "kho" is not "on". */
+		b = parse_bool(v);
+		if (key[0] == 'l')
+			c->liveupdate_on = b == 1;
+		else
+			c->kho_on = b == 1;
+		return;
+	}
+	if (strncmp(key, "luoinit.", 8) != 0)
+		return;
+	key += 8;
+	if (strcmp(key, "state") == 0)
+		r = copy_value(c->state, sizeof(c->state), v);
+	else if (strcmp(key, "config") == 0)
+		r = v && v[0] != '/' ? -EINVAL : copy_value(c->config, sizeof(c->config), v);
+	else if (strcmp(key, "modules") == 0)
+		/* An empty list is valid: it just adds nothing. */
+		r = v && !*v ? (c->modules[0] = '\0', 0) : copy_value(c->modules, sizeof(c->modules), v);
+	else if (strcmp(key, "mgmt") == 0)
+		r = copy_value(c->mgmt, sizeof(c->mgmt), v);
+	else if (strcmp(key, "log") == 0) {
+		b = v ? log_level_parse(v) : -1;
+		if (b < 0)
+			r = -EINVAL;
+		else
+			c->log_level = b;
+	} else
+		r = -ENOENT;
+	if (r < 0 && warn) {
+		if (eq)
+			*eq = '=';
+		warn(word);
+	}
+}
+
+int cmdline_parse(const char *s, struct cmdline *ret, void (*warn)(const char *param))
+{
+	struct cmdline c;
+	char *word;
+	size_t n;
+
+	if (!s)
+		return -EINVAL;
+	cmdline_defaults(&c);
+	word = malloc(strlen(s) + 1);
+	if (!word)
+		return -ENOMEM;
+	for (;;) {
+		int quoted = 0;
+
+		while (isspace((unsigned char)*s))
+			s++;
+		if (!*s)
+			break;
+		/* Like the kernel's next_arg(): spaces inside quotes belong to the word. */
+		for (n = 0; *s && (quoted || !isspace((unsigned char)*s)); s++) {
+			if (*s == '"')
+				quoted = !quoted;
+			else
+				word[n++] = *s;
+		}
+		word[n] = '\0';
+		if (strcmp(word, "--") == 0)
+			break;
+		parse_param(word, &c, warn);
+	}
+	free(word);
+	*ret = c;
+	return 0;
+}
+
+static void cmdline_warn_log(const char *param)
+{
+	log_warn("ignoring kernel parameter '%s': unknown or bad value", param);
+}
+
+int cmdline_read(struct cmdline *ret)
+{
+	char buf[8192];
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int r = -errno;
+			(void)close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	(void)close(fd);
+	buf[len] = '\0';
+	return cmdline_parse(buf, ret, cmdline_warn_log);
+}
+
+void cmdline_list_free(char **list)
+{
+	if (!list)
+		return;
+	for (char **p = list; *p; p++)
+		free(*p);
+	free(list);
+}
+
+int cmdline_list_split(const char *s, char sep, char ***ret)
+{
+	char **list;
+	size_t n = 0, cap = 1;
+	const char *p;
+
+	if (!s)
+		return -EINVAL;
+	for (p = s; *p; p++)
+		cap += *p == sep;
+	list = calloc(cap + 1, sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	for (p = s;;) {
+		const char *end = strchr(p, sep), *b = p, *e;
+
+		if (!end)
+			end = p + strlen(p);
+		e = end;
+		while (b < e && isspace((unsigned char)*b))
+			b++;
+		while (e > b && isspace((unsigned char)e[-1]))
+			e--;
+		if (e > b) {
+			list[n] = strndup(b, (size_t)(e - b));
+			if (!list[n]) {
+				cmdline_list_free(list);
+				return -ENOMEM;
+			}
+			n++;
+		}
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	*ret = list;
+	return 0;
+}

@@ -1,0 +1,536 @@
+/* The VM lifecycle: start QEMU on a memfd, stop it, apply the restart policy. */
+#include "vm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pid1/log.h"
+#include "pid1/loop.h"
+#include "vm/qmp.h"
+#include "vm/ram.h"
+#include "vm/spawn.h"
+
+#define VM_QMP_TIMEOUT 30000   /* QEMU to QMP greeting; ~1.3 s under nested TCG */
+#define VM_BACKOFF_MIN 1000
+#define VM_BACKOFF_MAX 30000
+#define VM_STABLE_MS   30000   /* running this long resets the back-off */
+/* QEMU's fd layout (vmconf argv CLI shows the same): */
+#define VM_FD_QMP    3
+#define VM_FD_SERIAL 4
+#define VM_FD_RAM    5
+#define VM_RAM_FDSET 1
+
+struct vm_env vm_env;
+
+static int mkdir_parents(const char *path)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+int vm_init(struct vm *vm, const struct vmconf_vm *conf)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->conf = conf;
+	vm_state_init(vm);
+	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->log_fd = vm->restart_timer = -1;
+	vm->start_timer = -1;
+	vm->accel = conf->accel;
+	vm->ram_backing = conf->ram_backing;
+	vm->backoff_ms = VM_BACKOFF_MIN;
+	vm->ring = calloc(1, VM_RING_SIZE);
+	if (!vm->ring)
+		return -ENOMEM;
+	vm_log_open(vm);
+	return 0;
+}
+
+void vm_log_open(struct vm *vm)
+{
+	const struct vmconf_vm *conf = vm->conf;
+	int r;
+
+	if (strcmp(conf->serial, "log") == 0 || vm->log_fd >= 0)
+		return;
+	r = mkdir_parents(conf->serial);
+	if (r < 0)
+		log_errno(LOG_WARN, r, "%s: cannot create the folder of %s", conf->name, conf->serial);
+	vm->log_fd = open(conf->serial, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (vm->log_fd < 0)
+		log_errno(LOG_WARN, errno, "%s: serial log %s (serial output goes to the log)",
+			  conf->name, conf->serial);
+}
+
+void vm_log_close(struct vm *vm)
+{
+	if (vm->log_fd >= 0)
+		close(vm->log_fd);
+	vm->log_fd = -1;
+}
+
+static void cancel_restart(struct vm *vm)
+{
+	loop_timer_del(vm->restart_timer);
+	vm->restart_timer = -1;
+}
+
+void vm_end_ask(struct vm *vm)
+{
+	char e[128];
+
+	if (vm->pid <= 0 || !vm->qmp)
+		return;
+	(void)qmp_command(vm->qmp, "quit", NULL, -1, 2000, NULL, e, sizeof(e));
+	/* Nothing more to say to it: this also makes a second ask a no-op. */
+	loop_del(qmp_fd(vm->qmp));
+	qmp_free(vm->qmp);
+	vm->qmp = NULL;
+}
+
+void vm_end(struct vm *vm, int grace_ms)
+{
+	/* Without QMP (still starting) there is nobody to ask: kill at once. */
+	bool asked = grace_ms > 0 && vm->qmp;
+	int r;
+
+	if (asked)
+		vm_end_ask(vm);
+	if (vm->pid > 0) {
+		r = spawn_wait_or_kill(vm->pid, asked ? grace_ms : 0, &vm->last_status);
+		if (r < 0)
+			log_errno(LOG_ERR, r, "%s: QEMU pid %d not reaped", vm->conf->name, (int)vm->pid);
+		vm->pid = 0;
+	}
+	vm_close_streams(vm);
+}
+
+/* auto is resolved once, on the first start, and kept: a state saved under
+ * one accelerator is never restored under the other. */
+static enum vmconf_accel resolve_accel(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int ok = fd >= 0 && ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? VMCONF_ACCEL_KVM : VMCONF_ACCEL_TCG;
+}
+
+/* QMP is up: note the version and watch QEMU's streams in the loop. */
+static int qmp_up(struct vm *vm)
+{
+	int maj = 0, min = 0, mic = 0, r;
+
+	qmp_version(vm->qmp, &maj, &min, &mic);
+	snprintf(vm->qemu_version, sizeof(vm->qemu_version), "%d.%d.%d", maj, min, mic);
+	if ((r = vm_watch(vm)) < 0)
+		return r;
+	log_info("%s: QEMU %s started, pid %d, %u MiB RAM (%s), accel %s", vm->conf->name, vm->qemu_version,
+		 (int)vm->pid, vm->conf->memory_mib, vmconf_ram_name(vm->ram_backing), vmconf_accel_name(vm->accel));
+	return 0;
+}
+
+/* A start that did not reach QMP. status: QEMU's wait status when it is
+ * already reaped (vm->pid is 0 then), -1 when it may still run. */
+static void start_failed(struct vm *vm, int status, const char *why)
+{
+	char msg[sizeof(vm->last_error)], how[64];
+
+	if (status != -1)
+		snprintf(msg, sizeof(msg), "QEMU %s before answering on QMP",
+			 spawn_status_str(status, how, sizeof(how)));
+	else
+		snprintf(msg, sizeof(msg), "%s", why ? why : "QEMU failed to start");
+	vm_stderr_snapshot(vm, msg, sizeof(msg));
+	snprintf(vm->last_error, sizeof(vm->last_error), "%s", msg);
+	log_err("%s: %s", vm->conf->name, msg);
+	vm_end(vm, 0);
+	if (vm->policy_spawn) {
+		vm_exited(vm, -1); /* a restart that failed: the policy goes on */
+		return;
+	}
+	vm_set_state(vm, VM_FAILED, msg);
+	vm->want_running = false;
+}
+
+/* QEMU's QMP socket is readable: one more step of the handshake. */
+static void on_greeting(int fd, uint32_t events, void *data)
+{
+	struct vm *vm = data;
+	char err[160] = "", msg[200];
+	int r = qmp_handshake(vm->greet, err, sizeof(err));
+
+	if (r == 0)
+		return;
+	loop_del(fd);
+	if (r == -EPIPE)
+		return; /* QEMU is exiting: the reaper reports how (vm_exited) */
+	loop_timer_del(vm->start_timer);
+	vm->start_timer = -1;
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "QEMU did not answer on QMP: %s", err[0] ? err : strerror(-r));
+		start_failed(vm, -1, msg);
+		return;
+	}
+	vm->qmp = vm->greet;
+	vm->greet = NULL;
+	if ((r = qmp_up(vm)) < 0) {
+		snprintf(msg, sizeof(msg), "event loop: %s", strerror(-r));
+		start_failed(vm, -1, msg);
+		return;
+	}
+	vm_set_state(vm, VM_RUNNING, "QMP up");
+	vm->started_ms = now_ms(); /* the back-off resets after VM_STABLE_MS of this */
+}
+
+static void on_start_timeout(int fd, uint32_t events, void *data)
+{
+	struct vm *vm = data;
+	char err[96];
+
+	snprintf(err, sizeof(err), "QEMU did not answer on QMP within %d s", VM_QMP_TIMEOUT / 1000);
+	start_failed(vm, -1, err);
+}
+
+int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen)
+{
+	const struct vmconf_vm *c = vm->conf;
+	int qs[2] = { -1, -1 }, ss[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	struct vmconf_argv_opts o = { 0 };
+	char **argv = NULL;
+	int r, st;
+
+	err[0] = 0;
+	if (vm->accel == VMCONF_ACCEL_AUTO) {
+		vm->accel = resolve_accel();
+		log_info("%s: accel auto resolved to %s", c->name, vmconf_accel_name(vm->accel));
+	}
+	if (vm->ram_backing == VMCONF_RAM_AUTO)
+		vm->ram_backing = vm_env.fdset_ok ? VMCONF_RAM_FDSET : VMCONF_RAM_PROCFD;
+	if (!keep_ram || vm->ram_fd < 0) {
+		if (vm->ram_fd >= 0)
+			close(vm->ram_fd);
+		vm->ram_fd = ram_create(c->name, c->memory_mib);
+		if (vm->ram_fd < 0) {
+			r = vm->ram_fd;
+			snprintf(err, errlen, "cannot create %u MiB of RAM: %s", c->memory_mib, strerror(-r));
+			return r;
+		}
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qs) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, ss) < 0 ||
+	    pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "socketpair/pipe: %s", strerror(errno));
+		goto fail;
+	}
+	/* The child's ends must block: QEMU does not expect nonblocking stdio. */
+	(void)fcntl(ss[1], F_SETFL, 0);
+	(void)fcntl(ep[1], F_SETFL, 0);
+
+	o.ram_backing = vm->ram_backing;
+	o.ram_fd = VM_FD_RAM;
+	o.ram_fdset = VM_RAM_FDSET;
+	o.accel = vm->accel;
+	o.qmp_fd = VM_FD_QMP;
+	o.serial_fd = VM_FD_SERIAL;
+	o.incoming_defer = incoming;
+	o.sandbox = vm_env.sandbox;
+	o.firmware_dir = vm_env.firmware_dir;
+	r = vmconf_build_argv(c, &o, &argv);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot build QEMU's argv: %s", strerror(-r));
+		goto fail;
+	}
+	{
+		const int fds[] = { qs[1], ss[1], vm->ram_fd };
+		struct spawn_opts so = { .fds = fds, .n_fds = 3, .stdout_fd = ep[1], .stderr_fd = ep[1],
+					 .user = c->user, .new_session = 1 };
+		r = spawn(argv, &so, &vm->pid);
+	}
+	vmconf_argv_free(argv);
+	close(qs[1]);
+	close(ss[1]);
+	close(ep[1]);
+	qs[1] = ss[1] = ep[1] = -1;
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start %s: %s", c->qemu, strerror(-r));
+		goto fail;
+	}
+	vm->serial_fd = ss[0];
+	vm->err_fd = ep[0];
+	ss[0] = ep[0] = -1;
+	vm->started_ms = now_ms();
+	vm->qemu_version[0] = 0; /* this QEMU's, once it greets */
+	if (!incoming) {
+		vm_set_state(vm, VM_STARTING, "QEMU forked");
+		r = qmp_connect(qs[0], &vm->greet);
+		qs[0] = -1; /* qmp_connect owns it now, even on failure */
+		if (r < 0 || (r = loop_add(qmp_fd(vm->greet), EPOLLIN, on_greeting, vm)) < 0 ||
+		    (r = vm->start_timer = loop_timer_add(VM_QMP_TIMEOUT, 0, on_start_timeout, vm)) < 0) {
+			snprintf(err, errlen, "event loop: %s", strerror(-r));
+			goto fail_pid;
+		}
+		log_debug("%s: QEMU pid %d forked, waiting for its QMP greeting", c->name, (int)vm->pid);
+		return 0;
+	}
+	vm_set_state(vm, VM_RESTORING, "QEMU forked to restore");
+	r = qmp_open(qs[0], VM_QMP_TIMEOUT, &vm->qmp);
+	qs[0] = -1; /* qmp_open owns it now, even on failure */
+	if (r < 0) {
+		snprintf(err, errlen, "QEMU did not answer on QMP: %s", strerror(-r));
+		(void)spawn_wait(vm->pid, 2000, &st);
+		vm_stderr_snapshot(vm, err, errlen);
+		goto fail_pid;
+	}
+	if ((r = qmp_up(vm)) < 0) {
+		snprintf(err, errlen, "event loop: %s", strerror(-r));
+		goto fail_pid;
+	}
+	return 0;
+
+fail_pid:
+	vm_end(vm, 0);
+	vm_set_state(vm, VM_FAILED, err);
+	return r;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (qs[i] >= 0) close(qs[i]);
+		if (ss[i] >= 0) close(ss[i]);
+		if (ep[i] >= 0) close(ep[i]);
+	}
+	vm_set_state(vm, VM_FAILED, err);
+	return r;
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
+	int r;
+
+	cancel_restart(vm);
+	vm->want_running = true;
+	vm->held = false;
+	vm->policy_spawn = false;
+	r = vm_spawn(vm, false, false, err, errlen);
+	if (r < 0) {
+		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
+		log_err("%s: %s", vm->conf->name, err);
+	}
+	return r;
+}
+
+static void on_restart_timer(int fd, uint32_t events, void *data)
+{
+	struct vm *vm = data;
+	char err[256];
+
+	cancel_restart(vm);
+	if (!vm->want_running || vm->pid > 0)
+		return;
+	vm->restarts++;
+	vm->policy_spawn = true;
+	log_info("%s: restarting QEMU (restart %u)", vm->conf->name, vm->restarts);
+	if (vm_spawn(vm, false, false, err, sizeof(err)) < 0) {
+		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
+		log_err("%s: restart failed: %s", vm->conf->name, err);
+		vm_exited(vm, -1);
+	}
+}
+
+bool vm_owns_pid(const struct vm *vm, pid_t pid)
+{
+	return vm->pid > 0 && vm->pid == pid;
+}
+
+static bool policy_restarts(const struct vm *vm, int status)
+{
+	bool clean = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+	switch (vm->conf->restart) {
+	case VMCONF_RESTART_ALWAYS: return true;
+	case VMCONF_RESTART_NEVER: return false;
+	default: return !clean;
+	}
+}
+
+static void reaped_stop(struct vm *vm, int status);
+
+void vm_exited(struct vm *vm, int status)
+{
+	char how[64] = "failed to start";
+
+	if (vm->stopping && status != -1) {
+		/* A vm-stop is waiting for exactly this: not a failure. */
+		reaped_stop(vm, status);
+		return;
+	}
+	if (vm->greet && status != -1) {
+		vm->pid = 0; /* reaped */
+		start_failed(vm, status, NULL);
+		return;
+	}
+
+	if (status != -1) {
+		spawn_status_str(status, how, sizeof(how));
+		log_warn("%s: QEMU (pid %d) %s", vm->conf->name, (int)vm->pid, how);
+		snprintf(vm->last_error, sizeof(vm->last_error), "QEMU %s", how);
+	}
+	vm->pid = 0;
+	vm->last_status = status;
+	vm_close_streams(vm);
+	if (!vm->want_running || !policy_restarts(vm, status)) {
+		bool clean = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		vm_set_state(vm, clean ? VM_STOPPED : VM_FAILED, clean ? "QEMU exited" : how);
+		vm->want_running = false;
+		return;
+	}
+	if (now_ms() - vm->started_ms >= VM_STABLE_MS)
+		vm->backoff_ms = VM_BACKOFF_MIN;
+	vm_set_state(vm, VM_STARTING, "restart policy");
+	vm->restart_timer = loop_timer_add(vm->backoff_ms, 0, on_restart_timer, vm);
+	if (vm->restart_timer < 0) {
+		log_errno(LOG_ERR, vm->restart_timer, "%s: cannot arm the restart timer", vm->conf->name);
+		vm_set_state(vm, VM_FAILED, "no restart timer");
+		return;
+	}
+	log_info("%s: restart in %u ms (policy %s)", vm->conf->name, vm->backoff_ms,
+		 vmconf_restart_name(vm->conf->restart));
+	vm->backoff_ms = vm->backoff_ms * 2 > VM_BACKOFF_MAX ? VM_BACKOFF_MAX : vm->backoff_ms * 2;
+}
+
+/* Reap pid and finish the exit without the restart policy. */
+static void reaped_stop(struct vm *vm, int status)
+{
+	char how[64];
+
+	log_info("%s: QEMU (pid %d) %s", vm->conf->name, (int)vm->pid, spawn_status_str(status, how, sizeof(how)));
+	vm->pid = 0;
+	vm_close_streams(vm);
+	vm_set_state(vm, VM_STOPPED, "stopped");
+}
+
+/* Run the loop until the reaper has seen pid go (0) or timeout_ms passed. */
+static int wait_exit_serving(struct vm *vm, pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+	while (vm->pid == pid) {
+		uint64_t now = now_ms();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		(void)loop_run_once((int)(deadline - now < 200 ? deadline - now : 200));
+	}
+	return 0;
+}
+
+static int stop(struct vm *vm, int timeout_ms, bool serve);
+
+int vm_powerdown(struct vm *vm)
+{
+	char e[128];
+
+	if (vm->pid <= 0 || !vm->qmp)
+		return -ESRCH;
+	return qmp_command(vm->qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e));
+}
+
+int vm_power_off(struct vm *vm, int timeout_ms, bool serve)
+{
+	int r;
+
+	if (!serve)
+		return stop(vm, timeout_ms, false);
+	if (vm->stopping)
+		return -EBUSY;
+	vm->stopping = true;
+	r = stop(vm, timeout_ms, true);
+	vm->stopping = false;
+	return r;
+}
+
+static int stop(struct vm *vm, int timeout_ms, bool serve)
+{
+	int st;
+
+	vm->want_running = false;
+	cancel_restart(vm);
+	if (vm->pid <= 0) {
+		vm_set_state(vm, VM_STOPPED, "stopped");
+		return 0;
+	}
+	/* The shutdown path (!serve) asked every guest at once already. */
+	if (timeout_ms > 0 && vm->qmp && (!serve || vm_powerdown(vm) == 0)) {
+		if (serve) {
+			if (wait_exit_serving(vm, vm->pid, timeout_ms) == 0)
+				return 0;
+		} else if (spawn_wait(vm->pid, timeout_ms, &st) == 0) {
+			reaped_stop(vm, st);
+			return 0;
+		}
+		log_info("%s: guest did not power down within %d ms, quitting QEMU", vm->conf->name, timeout_ms);
+	}
+	vm_end(vm, 3000);
+	vm_set_state(vm, VM_STOPPED, "stopped");
+	return 0;
+}
+
+struct json_object *vm_status_json(const struct vm *vm)
+{
+	json_object *o = json_object_new_object(), *u;
+	const struct vm_update_record *lu = &vm->last_update;
+
+	json_object_object_add(o, "name", json_object_new_string(vm->conf->name));
+	json_object_object_add(o, "state", json_object_new_string(vm_state_name(vm->state)));
+	json_object_object_add(o, "pid", vm->pid > 0 ? json_object_new_int(vm->pid) : NULL);
+	json_object_object_add(o, "ram_backing", json_object_new_string(vmconf_ram_name(vm->ram_backing)));
+	json_object_object_add(o, "accel", json_object_new_string(vmconf_accel_name(vm->accel)));
+	json_object_object_add(o, "memory_mib", json_object_new_int64(vm->conf->memory_mib));
+	json_object_object_add(o, "restarts", json_object_new_int((int)vm->restarts));
+	json_object_object_add(o, "restart", json_object_new_string(vmconf_restart_name(vm->conf->restart)));
+	json_object_object_add(o, "qemu_version", vm->qemu_version[0] ? json_object_new_string(vm->qemu_version) : NULL);
+	json_object_object_add(o, "last_error", vm->last_error[0] ? json_object_new_string(vm->last_error) : NULL);
+	if (!lu->valid) {
+		json_object_object_add(o, "last_update", NULL);
+		return o;
+	}
+	u = json_object_new_object();
+	json_object_object_add(u, "kind", json_object_new_string(lu->kind));
+	json_object_object_add(u, "mode", json_object_new_string(lu->mode));
+	json_object_object_add(u, "blackout_ms", json_object_new_double(lu->blackout_ms));
+	{
+		json_object *p = json_object_new_object();
+		json_object_object_add(p, "save_ms", json_object_new_double(lu->save_ms));
+		json_object_object_add(p, "kexec_ms", json_object_new_double(lu->kexec_ms));
+		json_object_object_add(p, "qemu_start_ms", json_object_new_double(lu->qemu_start_ms));
+		json_object_object_add(p, "restore_ms", json_object_new_double(lu->restore_ms));
+		json_object_object_add(p, "resume_ms", json_object_new_double(lu->resume_ms));
+		json_object_object_add(u, "phases", p);
+	}
+	json_object_object_add(u, "vmstate_bytes", json_object_new_int64(lu->vmstate_bytes));
+	json_object_object_add(u, "ram_transferred", json_object_new_int64(lu->ram_transferred));
+	json_object_object_add(u, "stopped_at_ms", json_object_new_double(lu->stopped_at));
+	json_object_object_add(o, "last_update", u);
+	return o;
+}
