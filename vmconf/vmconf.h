@@ -109,4 +109,15 @@ struct vmconf_argv_opts {
 int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts *o, char ***ret);
 void vmconf_argv_free(char **argv);
 
+/* machine.c: one VM's config as JSON (schema v1, every field written) and
+ * back through the validator into a struct vmconf holding that one VM. */
+struct json_object;
+struct json_object *vmconf_vm_to_json(const struct vmconf_vm *vm);
+int vmconf_vm_from_json(const struct json_object *o, struct vmconf **ret, struct vmconf_errors *errs);
+/* The fields in which a and b differ, as JSON paths ("vcpus",
+ * "disks[0].path"), NULL-terminated in *ret (NULL when equal). Returns how
+ * many, or -ENOMEM. Free with vmconf_strv_free. */
+int vmconf_vm_diff(const struct vmconf_vm *a, const struct vmconf_vm *b, char ***ret);
+void vmconf_strv_free(char **v);
+
 #endif

@@ -48,6 +48,122 @@ static void add_str(json_object *o, const char *k, const char *v)
 	json_object_object_add(o, k, json_object_new_string(v));
 }
 
+static json_object *fileid_json(const struct fileid *f)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ino", json_object_new_int64((int64_t)(f->ino >> 1)));
+	json_object_object_add(o, "ino_low", json_object_new_int((int)(f->ino & 1)));
+	json_object_object_add(o, "blockdev", json_object_new_boolean(f->blockdev));
+	if (f->has_birth) {
+		json_object_object_add(o, "birth_sec", json_object_new_int64(f->birth_sec));
+		json_object_object_add(o, "birth_nsec", json_object_new_int64(f->birth_nsec));
+	}
+	return o;
+}
+
+int handoff_vm_save_machine(struct handoff_vm *m, const struct vmconf_vm *conf, char *err, size_t errlen)
+{
+	struct vmconf_errors errs = { 0 };
+	json_object *o = vmconf_vm_to_json(conf);
+	int r;
+
+	if (!o) {
+		snprintf(err, errlen, "%s: out of memory", conf->name);
+		return -ENOMEM;
+	}
+	vmconf_free(m->saved);
+	m->saved = NULL;
+	r = vmconf_vm_from_json(o, &m->saved, &errs);
+	json_object_put(o);
+	if (r < 0) {
+		char *e = errs.n ? vmconf_error_format(&errs.v[0]) : NULL;
+		snprintf(err, errlen, "%s: its config does not round-trip: %s", conf->name, e ? e : strerror(-r));
+		free(e);
+		vmconf_errors_clear(&errs);
+		return r;
+	}
+	for (size_t k = 0; k < conf->n_disks; k++) {
+		r = fileid_get(conf->disks[k].path, &m->disk_id[k]);
+		if (r < 0) {
+			snprintf(err, errlen, "%s: disks[%zu] %s: %s", conf->name, k, conf->disks[k].path, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static enum vmconf_accel accel_named(const char *s)
+{
+	return strcmp(s, "kvm") == 0 ? VMCONF_ACCEL_KVM : strcmp(s, "tcg") == 0 ? VMCONF_ACCEL_TCG : VMCONF_ACCEL_AUTO;
+}
+
+static enum vmconf_ram ram_named(const char *s)
+{
+	return strcmp(s, "fdset") == 0 ? VMCONF_RAM_FDSET : strcmp(s, "procfd") == 0 ? VMCONF_RAM_PROCFD : VMCONF_RAM_AUTO;
+}
+
+int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen)
+{
+	struct vmconf_errors errs = { 0 };
+	struct vmconf_vm *c;
+	json_object *o;
+	int r;
+
+	*ret = NULL;
+	if (!m->saved) {
+		snprintf(err, errlen, "%s: the manifest has no saved machine", m->name);
+		return -EINVAL;
+	}
+	c = &m->saved->vms[0];
+	for (size_t k = 0; k < c->n_disks; k++) {
+		struct fileid cur;
+		const char *why;
+		r = fileid_get(c->disks[k].path, &cur);
+		if (r < 0) {
+			snprintf(err, errlen, "disks[%zu] %s: %s", k, c->disks[k].path, strerror(-r));
+			return r;
+		}
+		if ((why = fileid_mismatch(&m->disk_id[k], &cur))) {
+			snprintf(err, errlen, "disks[%zu] %s is %s than the guest was saved with", k, c->disks[k].path,
+				 why);
+			return -ESTALE;
+		}
+	}
+	if (access(c->qemu, X_OK) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "qemu %s: %s", c->qemu, strerror(errno));
+		return r;
+	}
+	/* A copy with what QEMU resolved at the start: a newer QEMU may point
+	 * the q35 alias at another machine type; the saved guest needs its own. */
+	o = vmconf_vm_to_json(c);
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "machine", json_object_new_string(m->machine));
+	json_object_object_add(o, "cpu", json_object_new_string(m->cpu));
+	r = vmconf_vm_from_json(o, ret, &errs);
+	json_object_put(o);
+	if (r < 0) {
+		char *e = errs.n ? vmconf_error_format(&errs.v[0]) : NULL;
+		snprintf(err, errlen, "the saved machine is not valid: %s", e ? e : strerror(-r));
+		free(e);
+		vmconf_errors_clear(&errs);
+		return r;
+	}
+	(*ret)->vms[0].accel = accel_named(m->accel);
+	(*ret)->vms[0].ram_backing = ram_named(m->ram_backing);
+	return 0;
+}
+
+void handoff_free(struct handoff *h)
+{
+	for (size_t i = 0; i < HANDOFF_MAX_VMS; i++) {
+		vmconf_free(h->vms[i].saved);
+		h->vms[i].saved = NULL;
+	}
+}
+
 int handoff_write(const char *dir, const struct handoff *h)
 {
 	char path[512], tmp[512], gen[24];
@@ -57,7 +173,7 @@ int handoff_write(const char *dir, const struct handoff *h)
 	int fd, r = 0;
 
 	snprintf(gen, sizeof(gen), "%016" PRIx64, h->generation);
-	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "version", json_object_new_int(HANDOFF_VERSION));
 	add_str(o, "generation", gen);
 	add_str(o, "mode", h->mode);
 	add_str(o, "old_kernel", h->old_kernel);
@@ -81,6 +197,14 @@ int handoff_write(const char *dir, const struct handoff *h)
 		json_object_object_add(j, "ram_transferred", json_object_new_int64(v->ram_transferred));
 		json_object_object_add(j, "stopped_at_ms", json_object_new_double(v->stopped_at));
 		json_object_object_add(j, "save_ms", json_object_new_double(v->save_ms));
+		if (v->saved) {
+			const struct vmconf_vm *c = &v->saved->vms[0];
+			json_object *ids = json_object_new_array();
+			json_object_object_add(j, "saved", vmconf_vm_to_json(c));
+			for (size_t k = 0; k < c->n_disks; k++)
+				json_object_array_add(ids, fileid_json(&v->disk_id[k]));
+			json_object_object_add(j, "disk_ids", ids);
+		}
 		json_object_array_add(vms, j);
 	}
 	json_object_object_add(o, "vms", vms);
@@ -170,6 +294,62 @@ static int get_i64(json_object *o, const char *k, int64_t *ret, const char *wher
 	return 0;
 }
 
+static int parse_fileid(json_object *o, struct fileid *f, const char *where, char *err, size_t errlen)
+{
+	json_object *v;
+	int64_t ino = 0, low = 0, sec = 0, nsec = 0;
+
+	if (!json_object_is_type(o, json_type_object) || get_i64(o, "ino", &ino, where, err, errlen) < 0 ||
+	    get_i64(o, "ino_low", &low, where, err, errlen) < 0)
+		return bad(err, errlen, "%s: expected a file identity", where);
+	if (!json_object_object_get_ex(o, "blockdev", &v) || !json_object_is_type(v, json_type_boolean))
+		return bad(err, errlen, "%sblockdev: expected true or false", where);
+	f->blockdev = json_object_get_boolean(v);
+	f->ino = ((uint64_t)ino << 1) | (uint64_t)(low & 1);
+	if (json_object_object_get_ex(o, "birth_sec", &v)) {
+		if (get_i64(o, "birth_sec", &sec, where, err, errlen) < 0 ||
+		    get_i64(o, "birth_nsec", &nsec, where, err, errlen) < 0 || nsec >= 1000000000)
+			return bad(err, errlen, "%sbirth: expected seconds and nanoseconds", where);
+		f->has_birth = true;
+		f->birth_sec = sec;
+		f->birth_nsec = (uint32_t)nsec;
+	}
+	return 0;
+}
+
+/* Version 2: the VM's saved config (through the config's own validator) and
+ * one identity per disk. */
+static int parse_machine(json_object *j, struct handoff_vm *m, const char *where, char *err, size_t errlen)
+{
+	struct vmconf_errors errs = { 0 };
+	json_object *saved, *ids;
+	int r;
+
+	if (!json_object_object_get_ex(j, "saved", &saved) || !json_object_is_type(saved, json_type_object))
+		return bad(err, errlen, "%ssaved: expected the VM's config", where);
+	r = vmconf_vm_from_json(saved, &m->saved, &errs);
+	if (r < 0) {
+		char *e = errs.n ? vmconf_error_format(&errs.v[0]) : NULL;
+		bad(err, errlen, "%ssaved: %s", where, e ? e : strerror(-r));
+		free(e);
+		vmconf_errors_clear(&errs);
+		return -EINVAL;
+	}
+	if (strcmp(m->saved->vms[0].name, m->name) != 0 || m->saved->vms[0].memory_mib != m->memory_mib)
+		return bad(err, errlen, "%ssaved: another VM's config (%s, %u MiB)", where, m->saved->vms[0].name,
+			   m->saved->vms[0].memory_mib);
+	if (!json_object_object_get_ex(j, "disk_ids", &ids) || !json_object_is_type(ids, json_type_array) ||
+	    json_object_array_length(ids) != m->saved->vms[0].n_disks)
+		return bad(err, errlen, "%sdisk_ids: expected one identity per disk", where);
+	for (size_t k = 0; k < m->saved->vms[0].n_disks; k++) {
+		char w[48];
+		snprintf(w, sizeof(w), "%sdisk_ids[%zu].", where, k);
+		if (parse_fileid(json_object_array_get_idx(ids, k), &m->disk_id[k], w, err, errlen) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 {
 	json_object *v, *vms;
@@ -178,8 +358,15 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 
 	if (!json_object_is_type(o, json_type_object))
 		return bad(err, errlen, "not a JSON object");
-	if (!json_object_object_get_ex(o, "version", &v) || json_object_get_int(v) != 1)
-		return bad(err, errlen, "version: expected 1");
+	if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int(v) < 1)
+		return bad(err, errlen, "version: expected an integer from 1");
+	h->version = json_object_get_int(v);
+	if (h->version > HANDOFF_VERSION) {
+		snprintf(err, errlen, "manifest version %d is newer than this luoinit understands (1 to %d)",
+			 h->version, HANDOFF_VERSION);
+		return -EPROTONOSUPPORT;
+	}
 	if (get_str(o, "generation", gen, sizeof(gen), "", err, errlen) < 0)
 		return -EINVAL;
 	errno = 0;
@@ -232,6 +419,8 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 			return bad(err, errlen, "%smemory_mib/ram_size: inconsistent (%lld MiB, %lld bytes)", where,
 				   (long long)i64, (long long)m->ram_size);
 		m->memory_mib = (uint32_t)i64;
+		if (h->version >= 2 && parse_machine(j, m, where, err, errlen) < 0)
+			return -EINVAL;
 	}
 	/* "held" came later: a manifest without it holds nothing back. */
 	h->n_held = 0;
@@ -269,6 +458,8 @@ int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen)
 	memset(ret, 0, sizeof(*ret));
 	r = parse(o, ret, err, errlen);
 	json_object_put(o);
+	if (r < 0)
+		handoff_free(ret);
 	return r;
 }
 

@@ -6,13 +6,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "update/fileid.h"
+#include "vmconf.h"
+
 #define HANDOFF_FILE    "handoff.json"
 #define HANDOFF_MAX_VMS 64
+/* 1: no machine record (restores trusted the current config); 2: each VM's
+ * saved machine and its disks' identities. An init reads every version up to
+ * its own and refuses a newer one (handoff_read: -EPROTONOSUPPORT). */
+#define HANDOFF_VERSION 2
 
 struct handoff_vm {
 	char name[33];
 	uint32_t memory_mib;
+	/* machine and cpu as QEMU resolved them at the VM's start (q35 ->
+	 * pc-q35-10.0); accel and ram_backing resolved too */
 	char machine[64], cpu[64], accel[8], ram_backing[8], qemu_version[32];
+	/* The VM's config as it was when its QEMU started (owned; NULL in a
+	 * version 1 manifest), and the identity of each of its disks then. */
+	struct vmconf *saved;
+	struct fileid disk_id[VMCONF_MAX_DISKS];
 	int64_t ram_size;          /* bytes of the RAM memfd */
 	int64_t vmstate_bytes;
 	char vmstate_file[256];    /* full-ram mode: the state on /state; else "" */
@@ -22,6 +35,7 @@ struct handoff_vm {
 };
 
 struct handoff {
+	int version;               /* of the manifest read; HANDOFF_VERSION when written */
 	uint64_t generation;       /* random; RAM token = generation, state token = generation + 1 */
 	char mode[16];             /* "luo" or "full-ram" */
 	char old_kernel[65];
@@ -39,10 +53,21 @@ static inline uint64_t handoff_ram_token(const struct handoff *h) { return h->ge
 static inline uint64_t handoff_state_token(const struct handoff *h) { return h->generation + 1; }
 static inline const char *handoff_session_prefix(void) { return "luoinit."; }
 
+/* Record the machine vm runs on into m: a validated copy of its config
+ * (m->saved) and its disks' identities. 0, or -errno (err says what). */
+int handoff_vm_save_machine(struct handoff_vm *m, const struct vmconf_vm *conf, char *err, size_t errlen);
+/* The machine to restore m on, in *ret (one VM, the caller's to free): its
+ * saved config with machine, cpu, accel and ram_backing as resolved at its
+ * start, after checking that every disk is the file it was and the QEMU
+ * binary is there. 0, or -errno with err naming what is gone or replaced. */
+int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen);
+/* Free what handoff_read or handoff_vm_save_machine allocated. */
+void handoff_free(struct handoff *h);
+
 /* Write DIR/handoff.json atomically: tmp, fsync, rename, fsync of DIR. */
 int handoff_write(const char *dir, const struct handoff *h);
 /* Read and validate; -ENOENT when there is none, -EINVAL (err says what)
- * when it is corrupt. */
+ * when it is corrupt, -EPROTONOSUPPORT when a newer luoinit wrote it. */
 int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen);
 /* Move the manifest and the state files it names to DIR/stale/TIME/; never
  * deletes. Returns 0 or -errno. */

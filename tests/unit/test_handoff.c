@@ -57,6 +57,15 @@ static void sample(struct handoff *h)
 	}
 	h->n_held = 1;
 	snprintf(h->held[0], sizeof(h->held[0]), "vm9");
+	for (size_t i = 0; i < 2; i++) {
+		char text[256], err[256];
+		struct vmconf *c = NULL;
+		snprintf(text, sizeof(text), "{\"version\": 1, \"vms\": [{\"name\": \"vm%zu\", \"memory_mib\": 64, "
+			 "\"vcpus\": 1}]}", i);
+		assert_int_equal(vmconf_parse_buffer(text, strlen(text), &c, NULL), 0);
+		assert_int_equal(handoff_vm_save_machine(&h->vms[i], &c->vms[0], err, sizeof(err)), 0);
+		vmconf_free(c);
+	}
 }
 
 static void write_text(const char *text)
@@ -96,6 +105,8 @@ static void test_round_trip(void **state)
 	assert_true(b.kexec_at > 1795700000123.0 && b.kexec_at < 1795700000124.0);
 	assert_int_equal(b.n_held, 1);
 	assert_string_equal(b.held[0], "vm9");
+	handoff_free(&a);
+	handoff_free(&b);
 }
 
 static void test_generation(void **state)
@@ -137,7 +148,8 @@ static void test_corrupt(void **state)
 
 	expect_refused("{\"version\": 1, \"gener", "not valid JSON");
 	expect_refused("[]", "not a JSON object");
-	expect_refused("{\"version\": 2}", "version");
+	expect_refused("{\"version\": 0}", "version");
+	expect_refused("{\"version\": \"2\"}", "version");
 	expect_refused("{\"version\": 1, \"generation\": \"xyz\"}", "generation");
 	expect_refused("{\"version\": 1, \"generation\": \"00000000000000ff\", \"mode\": \"magic\", "
 		       "\"old_kernel\": \"\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, \"sandbox\": false}", "mode");
@@ -160,6 +172,7 @@ static void test_corrupt(void **state)
 	assert_int_equal(ftruncate(fd, n / 2), 0);
 	close(fd);
 	expect_refused("", "not valid JSON");
+	handoff_free(&a);
 }
 
 /* Written by an init from before "held": read, holding nothing back. */
@@ -188,6 +201,7 @@ static void test_ram_size_mismatch(void **state)
 	assert_int_equal(handoff_write(dir, &a), 0);
 	assert_int_equal(handoff_read(dir, &b, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "vms[0].memory_mib/ram_size"));
+	handoff_free(&a);
 }
 
 static void test_set_aside_and_consume(void **state)
@@ -226,6 +240,144 @@ static void test_set_aside_and_consume(void **state)
 	assert_int_equal(stat(state_file, &st), -1);
 	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
 	assert_int_equal(stat(path, &st), -1);
+	handoff_free(&a);
+}
+
+/* A VM config with one disk, as the schema reads it. */
+static struct vmconf *one_vm(const char *disk, unsigned vcpus)
+{
+	char text[1024];
+	struct vmconf *c = NULL;
+
+	snprintf(text, sizeof(text),
+		 "{\"version\": 1, \"vms\": [{\"name\": \"vm0\", \"memory_mib\": 64, \"vcpus\": %u, "
+		 "\"accel\": \"auto\", \"qemu\": \"/bin/true\", \"qemu_args\": [\"-no-reboot\"], "
+		 "\"disks\": [{\"path\": \"%s\"}]}]}", vcpus, disk);
+	assert_int_equal(vmconf_parse_buffer(text, strlen(text), &c, NULL), 0);
+	return c;
+}
+
+static void make_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("disk", f);
+	fclose(f);
+}
+
+/* Version 2: the saved machine travels, comes back through the validator,
+ * and a restore gets it with the resolved machine type, not the alias. */
+static void test_machine_round_trip(void **state)
+{
+	struct handoff a, b;
+	struct vmconf *conf, *m = NULL;
+	char err[256] = "", disk[256];
+	(void)state;
+
+	snprintf(disk, sizeof(disk), "%s/vm0.img", dir);
+	make_file(disk);
+	conf = one_vm(disk, 3);
+	sample(&a);
+	a.n_vms = 1;
+	snprintf(a.vms[0].name, sizeof(a.vms[0].name), "vm0");
+	assert_int_equal(handoff_vm_save_machine(&a.vms[0], &conf->vms[0], err, sizeof(err)), 0);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	assert_int_equal(handoff_read(dir, &b, err, sizeof(err)), 0);
+	assert_int_equal(b.version, HANDOFF_VERSION);
+	assert_non_null(b.vms[0].saved);
+	assert_int_equal(b.vms[0].saved->vms[0].vcpus, 3);
+	assert_string_equal(b.vms[0].saved->vms[0].machine, "q35"); /* as configured */
+	assert_int_equal(b.vms[0].saved->vms[0].accel, VMCONF_ACCEL_AUTO);
+	assert_int_equal(handoff_vm_machine(&b.vms[0], &m, err, sizeof(err)), 0);
+	assert_string_equal(m->vms[0].machine, "pc-q35-10.0"); /* as resolved */
+	assert_int_equal(m->vms[0].accel, VMCONF_ACCEL_TCG);
+	assert_int_equal(m->vms[0].ram_backing, VMCONF_RAM_PROCFD);
+	assert_string_equal(m->vms[0].disks[0].path, disk);
+	assert_string_equal(m->vms[0].qemu_args[0], "-no-reboot");
+	vmconf_free(m);
+	handoff_free(&a);
+	handoff_free(&b);
+	vmconf_free(conf);
+}
+
+/* A disk replaced at the same path, or gone, is never restored onto. */
+static void test_machine_disk_replaced(void **state)
+{
+	struct handoff a, b;
+	struct vmconf *conf, *m = NULL;
+	char err[256] = "", disk[256], other[256];
+	(void)state;
+
+	snprintf(disk, sizeof(disk), "%s/vm0.img", dir);
+	snprintf(other, sizeof(other), "%s/other.img", dir);
+	make_file(disk);
+	make_file(other);
+	conf = one_vm(disk, 1);
+	sample(&a);
+	a.n_vms = 1;
+	snprintf(a.vms[0].name, sizeof(a.vms[0].name), "vm0");
+	assert_int_equal(handoff_vm_save_machine(&a.vms[0], &conf->vms[0], err, sizeof(err)), 0);
+	assert_int_equal(handoff_write(dir, &a), 0);
+	assert_int_equal(rename(other, disk), 0); /* same path, another file */
+	assert_int_equal(handoff_read(dir, &b, err, sizeof(err)), 0);
+	assert_int_equal(handoff_vm_machine(&b.vms[0], &m, err, sizeof(err)), -ESTALE);
+	assert_null(m);
+	if (!strstr(err, "disks[0]") || !strstr(err, "another file"))
+		fail_msg("error '%s' does not name the replaced disk", err);
+	assert_int_equal(unlink(disk), 0);
+	assert_int_equal(handoff_vm_machine(&b.vms[0], &m, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, disk));
+	handoff_free(&a);
+	handoff_free(&b);
+	vmconf_free(conf);
+}
+
+/* A manifest from a newer luoinit is refused as such, not as corrupt. */
+static void test_newer_manifest(void **state)
+{
+	struct handoff h;
+	char err[256] = "";
+	(void)state;
+
+	write_text("{\"version\": 3, \"generation\": \"00000000000000ff\", \"something_new\": 1}");
+	assert_int_equal(handoff_read(dir, &h, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "version 3 is newer"));
+}
+
+/* A version 2 manifest whose saved config is not a valid VM is refused. */
+static void test_machine_corrupt(void **state)
+{
+	struct handoff h;
+	char err[256] = "";
+	(void)state;
+
+	write_text("{\"version\": 2, \"generation\": \"00000000000000ff\", \"mode\": \"luo\", "
+		   "\"old_kernel\": \"7.2.13\", \"kexec_at_ms\": 1, \"tsc_hz\": 0, \"kexec_tsc\": 0, "
+		   "\"sandbox\": false, \"vms\": [{\"name\": \"vm0\", \"machine\": \"q35\", \"cpu\": \"max\", "
+		   "\"accel\": \"tcg\", \"ram_backing\": \"procfd\", \"qemu_version\": \"10.0.2\", "
+		   "\"vmstate_file\": \"\", \"memory_mib\": 64, \"ram_size\": 67108864, \"vmstate_bytes\": 1, "
+		   "\"ram_transferred\": 0, \"stopped_at_ms\": 1, \"save_ms\": 1, "
+		   "\"saved\": {\"name\": \"vm0\", \"memory_mib\": 64, \"vcpus\": 0}, \"disk_ids\": []}]}");
+	assert_int_equal(handoff_read(dir, &h, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, "vms[0].saved") || !strstr(err, "vcpus"))
+		fail_msg("error '%s' does not name the saved vcpus", err);
+}
+
+static void test_config_diff(void **state)
+{
+	struct vmconf *a = one_vm("/a.img", 1), *b = one_vm("/b.img", 2);
+	char **d = NULL;
+	(void)state;
+
+	assert_int_equal(vmconf_vm_diff(&a->vms[0], &a->vms[0], &d), 0);
+	assert_null(d);
+	assert_int_equal(vmconf_vm_diff(&a->vms[0], &b->vms[0], &d), 2);
+	assert_string_equal(d[0], "vcpus");
+	assert_string_equal(d[1], "disks[0].path");
+	assert_null(d[2]);
+	vmconf_strv_free(d);
+	vmconf_free(a);
+	vmconf_free(b);
 }
 
 int main(void)
@@ -238,6 +390,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_aside_and_consume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_machine_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_machine_disk_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_manifest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_machine_corrupt, setup, teardown),
+		cmocka_unit_test(test_config_diff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
