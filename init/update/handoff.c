@@ -11,11 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HANDOFF_MAX_SIZE (256 * 1024)
+
+#include "pid1/log.h"
 
 uint64_t handoff_new_generation(void)
 {
@@ -501,7 +505,103 @@ int handoff_set_aside(const char *dir, const struct handoff *h, const char *why)
 	}
 	(void)fsync_dir(dest);
 	(void)fsync_dir(dir);
+	handoff_prune_stale(dir, handoff_stale_cap(dir));
 	return r;
+}
+
+/* Bytes under path (files of one set-aside state: no deeper folders). */
+static uint64_t dir_bytes(const char *path)
+{
+	char p[1024];
+	struct dirent *e;
+	struct stat st;
+	uint64_t sum = 0;
+	DIR *d = opendir(path);
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+			if (lstat(p, &st) == 0)
+				sum += (uint64_t)st.st_blocks * 512;
+		}
+	closedir(d);
+	return sum;
+}
+
+static int remove_dir(const char *path)
+{
+	char p[1024];
+	struct dirent *e;
+	DIR *d = opendir(path);
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+			if (unlink(p) < 0)
+				log_errno(LOG_WARN, errno, "stale: cannot delete %s", p);
+		}
+	closedir(d);
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
+uint64_t handoff_stale_cap(const char *dir)
+{
+	struct statvfs vfs;
+	uint64_t quarter;
+
+	if (statvfs(dir, &vfs) < 0)
+		return HANDOFF_STALE_CAP_MAX;
+	quarter = (uint64_t)vfs.f_blocks * vfs.f_frsize / 4;
+	return quarter < HANDOFF_STALE_CAP_MAX ? quarter : HANDOFF_STALE_CAP_MAX;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int handoff_prune_stale(const char *dir, uint64_t cap)
+{
+	char stale[512], p[1024];
+	char *names[256];
+	uint64_t sizes[256], total = 0;
+	size_t n = 0;
+	struct dirent *e;
+	int pruned = 0;
+	DIR *d;
+
+	snprintf(stale, sizeof(stale), "%s/stale", dir);
+	if (!(d = opendir(stale)))
+		return 0;
+	while ((e = readdir(d)) && n < sizeof(names) / sizeof(names[0]))
+		if (e->d_name[0] != '.' && (names[n] = strdup(e->d_name)))
+			n++;
+	closedir(d);
+	/* Names are the set-aside times (seconds, then .N): oldest first when
+	 * sorted, as long as they have the same number of digits. */
+	qsort(names, n, sizeof(names[0]), by_name);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%s/%s", stale, names[i]);
+		sizes[i] = dir_bytes(p);
+		total += sizes[i];
+	}
+	/* The newest is always kept: it is what the operator will look at. */
+	for (size_t i = 0; i + 1 < n && total > cap; i++) {
+		snprintf(p, sizeof(p), "%s/%s", stale, names[i]);
+		if (remove_dir(p) == 0) {
+			log_warn("stale: deleted the set-aside state %s (%llu bytes): stale/ holds more than %llu bytes",
+				 p, (unsigned long long)sizes[i], (unsigned long long)cap);
+			total -= sizes[i];
+			pruned++;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	return pruned;
 }
 
 int handoff_consume(const char *dir, const struct handoff *h)

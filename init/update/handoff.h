@@ -69,9 +69,15 @@ int handoff_write(const char *dir, const struct handoff *h);
 /* Read and validate; -ENOENT when there is none, -EINVAL (err says what)
  * when it is corrupt, -EPROTONOSUPPORT when a newer luoinit wrote it. */
 int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen);
-/* Move the manifest and the state files it names to DIR/stale/TIME/; never
- * deletes. Returns 0 or -errno. */
+/* Move the manifest and the state files it names to DIR/stale/TIME/, then
+ * bound stale/ (handoff_prune_stale). Returns 0 or -errno. */
 int handoff_set_aside(const char *dir, const struct handoff *h, const char *why);
+/* stale/ is bounded: past cap bytes the oldest set-aside states are deleted
+ * (logged), the newest always kept. The cap is a quarter of the filesystem,
+ * at most HANDOFF_STALE_CAP_MAX. Returns how many were deleted. */
+#define HANDOFF_STALE_CAP_MAX (8ULL << 30)
+uint64_t handoff_stale_cap(const char *dir);
+int handoff_prune_stale(const char *dir, uint64_t cap);
 /* The state was consumed: remove the manifest (and full-ram state files). */
 int handoff_consume(const char *dir, const struct handoff *h);
 uint64_t handoff_new_generation(void);

@@ -55,7 +55,7 @@ int vm_init(struct vm *vm, const struct vmconf_vm *conf)
 	memset(vm, 0, sizeof(*vm));
 	vm->conf = conf;
 	vm_state_init(vm);
-	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->log_fd = vm->restart_timer = -1;
+	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->serial_log.fd = vm->restart_timer = -1;
 	vm->start_timer = -1;
 	vm->accel = conf->accel;
 	vm->ram_backing = conf->ram_backing;
@@ -72,22 +72,20 @@ void vm_log_open(struct vm *vm)
 	const struct vmconf_vm *conf = vm->conf;
 	int r;
 
-	if (strcmp(conf->serial, "log") == 0 || vm->log_fd >= 0)
+	if (strcmp(conf->serial, "log") == 0 || vm->serial_log.fd >= 0)
 		return;
 	r = mkdir_parents(conf->serial);
 	if (r < 0)
 		log_errno(LOG_WARN, r, "%s: cannot create the folder of %s", conf->name, conf->serial);
-	vm->log_fd = open(conf->serial, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (vm->log_fd < 0)
-		log_errno(LOG_WARN, errno, "%s: serial log %s (serial output goes to the log)",
-			  conf->name, conf->serial);
+	r = logfile_open(&vm->serial_log, conf->serial, VM_SERIAL_CAP, VM_SERIAL_KEEP);
+	if (r < 0)
+		log_errno(LOG_WARN, -r, "%s: serial log %s (serial output goes to the log)", conf->name,
+			  conf->serial);
 }
 
 void vm_log_close(struct vm *vm)
 {
-	if (vm->log_fd >= 0)
-		close(vm->log_fd);
-	vm->log_fd = -1;
+	logfile_close(&vm->serial_log);
 }
 
 static void cancel_restart(struct vm *vm)

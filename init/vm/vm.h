@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pid1/logfile.h"
 #include "vmconf.h"
 
 struct qmp;
@@ -29,6 +30,9 @@ struct vm_update_record {
 };
 
 #define VM_RING_SIZE (64 * 1024)
+/* A serial log is rotated past this size, VM_SERIAL_KEEP older files kept. */
+#define VM_SERIAL_CAP (4 << 20)
+#define VM_SERIAL_KEEP 3
 
 struct vm {
 	const struct vmconf_vm *conf;
@@ -45,7 +49,7 @@ struct vm {
 	int start_timer;            /* timerfd bounding the QMP handshake, -1 */
 	int serial_fd;              /* our end of the serial socketpair */
 	int err_fd;                 /* read end of QEMU's stderr pipe */
-	int log_fd;                 /* the serial log file (O_APPEND), -1 for "log" */
+	struct logfile serial_log;  /* the serial log file, rotated (fd -1 for "log") */
 	int restart_timer;          /* timerfd of a pending restart, -1 */
 	enum vmconf_accel accel;    /* resolved once, kept across updates */
 	enum vmconf_ram ram_backing;/* resolved */

@@ -64,9 +64,12 @@ static void on_stderr(int fd, uint32_t events, void *data)
 static void serial_data(struct vm *vm, const char *buf, size_t n)
 {
 	ring_put(vm, buf, n);
-	if (vm->log_fd >= 0) {
-		if (write(vm->log_fd, buf, n) < 0)
-			log_errno(LOG_WARN, errno, "%s: serial log write", vm->conf->name);
+	if (vm->serial_log.fd >= 0) {
+		int before = vm->serial_log.error;
+		logfile_write(&vm->serial_log, buf, n);
+		if (vm->serial_log.error && !before) /* once, not per line of a full /state */
+			log_errno(LOG_WARN, vm->serial_log.error, "%s: serial log %s", vm->conf->name,
+				  vm->serial_log.path);
 	} else {
 		lines(vm, vm->serline, sizeof(vm->serline), &vm->serlen, buf, n, LOG_INFO, " serial");
 	}
@@ -224,21 +227,14 @@ char *vm_log_tail(struct vm *vm, size_t bytes)
 	size_t start = (vm->ring_head + VM_RING_SIZE - n) % VM_RING_SIZE;
 	char *s;
 
-	if (vm->log_fd >= 0) {
-		/* The file holds the history across restarts and host updates. */
-		off_t end = lseek(vm->log_fd, 0, SEEK_END);
-		if (end >= 0) {
-			size_t want = (size_t)end < bytes ? (size_t)end : bytes;
-			s = malloc(want + 1);
-			if (!s)
-				return NULL;
-			ssize_t got = pread(vm->log_fd, s, want, end - (off_t)want);
-			if (got < 0)
-				got = 0;
-			s[got] = 0;
-			utf8_sanitize(s, (size_t)got);
-			return s;
-		}
+	if (vm->serial_log.fd >= 0) {
+		/* The files hold the history across restarts, host updates and
+		 * rotations. */
+		size_t got;
+		s = logfile_tail(vm->serial_log.path, VM_SERIAL_KEEP, bytes, &got);
+		if (s)
+			utf8_sanitize(s, got);
+		return s;
 	}
 	s = malloc(n + 1);
 	if (!s)

@@ -243,6 +243,41 @@ static void test_set_aside_and_consume(void **state)
 	handoff_free(&a);
 }
 
+/* stale/ past its cap: the oldest states go, the newest stays even alone
+ * over the cap. */
+static void test_prune_stale(void **state)
+{
+	char p[512], big[64 * 1024];
+	const char *names[] = { "1790000000", "1790000001", "1790000002.1", "1790000003" };
+	struct stat st;
+	FILE *f;
+	(void)state;
+
+	memset(big, 'x', sizeof(big));
+	snprintf(p, sizeof(p), "%s/stale", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/stale/%s", dir, names[i]);
+		assert_int_equal(mkdir(p, 0700), 0);
+		snprintf(p, sizeof(p), "%s/stale/%s/vm0.vmstate", dir, names[i]);
+		f = fopen(p, "w");
+		assert_non_null(f);
+		assert_int_equal(fwrite(big, 1, sizeof(big), f), sizeof(big));
+		fclose(f);
+	}
+	/* Room for two and a half: the two oldest go. */
+	assert_int_equal(handoff_prune_stale(dir, 5 * sizeof(big) / 2), 2);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/stale/%s", dir, names[i]);
+		assert_int_equal(stat(p, &st) == 0, i >= 2);
+	}
+	/* A cap below one state: the newest is kept all the same. */
+	assert_int_equal(handoff_prune_stale(dir, 1), 1);
+	snprintf(p, sizeof(p), "%s/stale/%s/vm0.vmstate", dir, names[3]);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(handoff_prune_stale(dir, 1), 0);
+}
+
 /* A VM config with one disk, as the schema reads it. */
 static struct vmconf *one_vm(const char *disk, unsigned vcpus)
 {
@@ -395,6 +430,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_manifest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_machine_corrupt, setup, teardown),
 		cmocka_unit_test(test_config_diff),
+		cmocka_unit_test_setup_teardown(test_prune_stale, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
