@@ -30,6 +30,7 @@
 #include "pid1/mounts.h"
 #include "vm/qmp.h"
 #include "vm/ram.h"
+#include "vm/resolve.h"
 #include "vm/spawn.h"
 #include "pid1/statefs.h"
 #include "supervisor/supervisor.h"
@@ -46,6 +47,7 @@ struct pvm {                    /* one VM going through the update */
 	bool quit;                  /* its QEMU is gone: rollback restores in place */
 	struct cpr_stats cs;
 	char path[256];             /* full-ram state file */
+	char machine[64], cpu[64];  /* what QEMU resolved the config's names to */
 };
 
 static struct {
@@ -240,6 +242,12 @@ int update_start(const struct update_req *req, json_object **ret, char *err, siz
 		memset(p, 0, sizeof(*p));
 		p->vm = &vms[i];
 		p->session = p->state_fd = -1;
+		/* Asked now, while QEMU runs: the manifest records what the
+		 * guest runs on, not the alias (a newer QEMU may move it). */
+		if (resolve_machine(vms[i].qmp, vms[i].conf->machine, p->machine, sizeof(p->machine), err, errlen) < 0 ||
+		    resolve_cpu(vms[i].qmp, vms[i].conf->cpu, p->cpu, sizeof(p->cpu), err, errlen) < 0)
+			log_warn("%s: %s; the manifest records the names as configured", vms[i].conf->name, err);
+		err[0] = 0;
 		if (!U.luo)
 			continue;
 		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vms[i].conf->name);
@@ -437,8 +445,10 @@ void update_run_pending(void)
 		const struct vm *vm = p->vm;
 		snprintf(m->name, sizeof(m->name), "%s", vm->conf->name);
 		m->memory_mib = vm->conf->memory_mib;
-		snprintf(m->machine, sizeof(m->machine), "%s", vm->conf->machine);
-		snprintf(m->cpu, sizeof(m->cpu), "%s", vm->conf->cpu);
+		snprintf(m->machine, sizeof(m->machine), "%s", p->machine);
+		snprintf(m->cpu, sizeof(m->cpu), "%s", p->cpu);
+		if (handoff_vm_save_machine(m, vm->conf, what, sizeof(what)) < 0)
+			goto failed;
 		snprintf(m->accel, sizeof(m->accel), "%s", vmconf_accel_name(vm->accel));
 		snprintf(m->ram_backing, sizeof(m->ram_backing), "%s", vmconf_ram_name(vm->ram_backing));
 		snprintf(m->qemu_version, sizeof(m->qemu_version), "%s", vm->qemu_version);
@@ -495,6 +505,8 @@ save_failed:
 		if (U.p[i].vm->qmp)
 			cpr_save_abort(U.p[i].vm->qmp);
 failed:
+	if (h)
+		handoff_free(h);
 	free(h);
 	fail_blackout(what);
 }
