@@ -58,7 +58,7 @@ static int meminfo(const char *path, uint64_t *total, uint64_t *avail, uint64_t 
 			size_t kl = strlen(keys[i]);
 			unsigned long long kb;
 			char *end;
-			if (strncmp(line, keys[i], kl))
+			if (strncmp(line, keys[i], kl) != 0)
 				continue;
 			errno = 0;
 			kb = strtoull(line + kl, &end, 10);
@@ -86,7 +86,7 @@ int headroom_check(const char *path, const int *fds, const char *const *names, s
 	int r;
 
 	for (size_t i = 0; i < n; i++) {
-		uint64_t need, alloc;
+		uint64_t need = 0, alloc = 0;
 		if ((r = headroom_memfd(fds[i], &need, &alloc)) < 0) {
 			snprintf(err, errlen, "%s's RAM memfd: %s", names[i], strerror(-r));
 			return r;

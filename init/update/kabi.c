@@ -131,7 +131,7 @@ static int covers(const struct kabi *a, const char *an, const struct kabi *b, co
 			snprintf(why, len, "%s: %s on the %s kernel, absent on the %s", key, va, an, bn);
 			return -1;
 		}
-		if (strcmp(va, vb)) {
+		if (strcmp(va, vb) != 0) {
 			snprintf(why, len, "%s: %s on the %s kernel, %s on the %s", key, va, an, vb, bn);
 			return -1;
 		}
@@ -191,7 +191,7 @@ void kabi_read(const char *path, const char *release, struct kabi *ret)
 		return;
 	}
 	rel = kabi_get(ret, "release");
-	if (release && *release && rel && strcmp(rel, release))
+	if (release && *release && rel && strcmp(rel, release) != 0)
 		unknown(ret, "%s describes kernel %s, not %s", path, rel, release);
 }
 
@@ -216,7 +216,7 @@ int kabi_bzimage_release(const char *kernel, char *buf, size_t len)
 	 * version at 0x206, kernel_version at 0x20e (an offset from 0x200). */
 	proto = (uint16_t)(hdr[0x206] | hdr[0x207] << 8);
 	off = (uint16_t)(hdr[0x20e] | hdr[0x20f] << 8);
-	if (n < (ssize_t)sizeof(hdr) || memcmp(hdr + 0x202, "HdrS", 4) || proto < 0x200 || off == 0) {
+	if (n < (ssize_t)sizeof(hdr) || memcmp(hdr + 0x202, "HdrS", 4) != 0 || proto < 0x200 || off == 0) {
 		r = -ENOEXEC;
 		goto out;
 	}
@@ -242,12 +242,13 @@ void kabi_running(const char *path, struct kabi *ret)
 {
 	struct utsname u;
 
+	memset(&u, 0, sizeof(u));
 	kabi_read(path, uname(&u) == 0 ? u.release : NULL, ret);
 }
 
 void kabi_target(const char *kernel, struct kabi *ret)
 {
-	char path[4096], rel[65];
+	char path[4096], rel[65] = "";
 
 	if ((size_t)snprintf(path, sizeof(path), "%s%s", kernel, KABI_TARGET_SUFFIX) >= sizeof(path)) {
 		memset(ret, 0, sizeof(*ret));
