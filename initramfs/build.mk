@@ -31,7 +31,7 @@ INITRAMFS_COMPRESS ?= lz4
 INITRAMFS       := $(BB)/initramfs.img
 GEN_INIT_CPIO   := $(BB)/kernel-obj/usr/gen_init_cpio
 QEMU_BIN        ?= /usr/bin/qemu-system-x86_64
-INITRAMFS_INPUTS := initramfs/mkinitramfs $(B)/luoinit $(BB)/bzImage $(QEMU_BIN) \
+INITRAMFS_INPUTS := initramfs/mkinitramfs $(B)/luoinit $(BB)/bzImage $(BB)/bzImage.abi $(QEMU_BIN) \
                    board/$(BOARD)/initramfs-vmconf.json board/$(BOARD)/modules
 # The chosen compression is an input too: rebuild when it changes.
 INITRAMFS_OPT   := $(BB)/initramfs.opt
@@ -46,7 +46,8 @@ $(INITRAMFS): $(INITRAMFS_INPUTS) $(INITRAMFS_OPT) $(GEN_INIT_CPIO)
 	@initramfs/mkinitramfs --out $@ --gen-init-cpio $(GEN_INIT_CPIO) --init $(B)/luoinit \
 		--modules-root $(BB)/modules --kernel-release $$(cat $(BB)/kernel.release) \
 		--config board/$(BOARD)/initramfs-vmconf.json --modules-list board/$(BOARD)/modules \
-		--qemu $(QEMU_BIN) --compress $(INITRAMFS_COMPRESS) --list-out $(BB)/initramfs.list
+		--qemu $(QEMU_BIN) --compress $(INITRAMFS_COMPRESS) --list-out $(BB)/initramfs.list \
+		--kernel-abi $(BB)/bzImage.abi
 	@echo "initramfs: $$(stat -c %s $@) bytes"
 
 .PHONY: initramfs

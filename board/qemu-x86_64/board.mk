@@ -12,6 +12,14 @@ $(BB)/bzImage: $(BOARD_DIR)/kernel.config $(BOARD_DIR)/build-kernel.sh $(KSRC_ST
 .PHONY: kernel
 kernel: $(BB)/bzImage
 
+# --- the kernel's live-update ABI (init/update/kabi.h), beside it as KERNEL.abi:
+# copied into the initramfs (/etc/luoinit/kernel-abi) and next to every update
+# target (/state/boot/vmlinuz.abi). Read from the source and the .config.
+$(BB)/bzImage.abi: $(BB)/bzImage $(BOARD_DIR)/kernel-abi.sh
+	@sh $(BOARD_DIR)/kernel-abi.sh $(KSRC) --config $(BB)/kernel-obj/.config \
+		--release "$$(cat $(BB)/kernel.release)" > $@.tmp
+	@mv $@.tmp $@
+
 # --- a probe initramfs whose /init prints a marker and powers off: checks the
 # kernel reaches user space, and decides whether KVM really works here.
 $(BB)/probe/init: $(BOARD_DIR)/probe-init.c
@@ -30,7 +38,8 @@ $(BB)/accel: $(BB)/bzImage $(BB)/probe-initramfs.img
 # --- the state disk: ext4 labelled luoinit-state, made without root (mke2fs -d).
 STATE_IMG ?= $(BB)/state.img
 STATE_SIZE ?= 3G
-STATE_INPUTS := $(BOARD_DIR)/mkstate.sh $(BOARD_DIR)/vmconf.json $(HEARTBEAT) $(BB)/bzImage $(INITRAMFS)
+STATE_INPUTS := $(BOARD_DIR)/mkstate.sh $(BOARD_DIR)/vmconf.json $(HEARTBEAT) $(BB)/bzImage \
+	$(BB)/bzImage.abi $(INITRAMFS)
 $(BB)/state.img: $(STATE_INPUTS)
 	@sh $(BOARD_DIR)/mkstate.sh $@ $(STATE_SIZE) $(BOARD_DIR)/vmconf.json $(HEARTBEAT) \
 		$(BB)/bzImage $(INITRAMFS)
@@ -63,4 +72,4 @@ start: $(BOARD_RUN_DEPS)
 stop:
 	@$(call QEMU_SH,stop)
 
-BOARD_TEST_DEPS := $(BB)/bzImage $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT)
+BOARD_TEST_DEPS := $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT)

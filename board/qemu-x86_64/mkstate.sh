@@ -3,16 +3,19 @@
 # a staging tree with `mke2fs -d` (no root, no loop mount).
 #   mkstate.sh IMG SIZE VMCONF HEARTBEAT BZIMAGE INITRAMFS
 # Layout (design.md §5): vmconf.json, guest/heartbeat.elf, boot/{vmlinuz,initramfs.img},
-# log/, luoinit/. SIZE leaves room for a full-RAM fallback save of a 2 GiB guest.
+# log/, luoinit/. BZIMAGE.abi (kernel-abi.sh) goes along as boot/vmlinuz.abi: an
+# update carries memfds only to a kernel whose ABI is recorded beside it. SIZE leaves room for a full-RAM fallback save of a 2 GiB guest.
 set -eu
 img=${1:?usage: mkstate.sh IMG SIZE VMCONF HEARTBEAT BZIMAGE INITRAMFS}
 size=$2 vmconf=$3 heartbeat=$4 kernel=$5 initrd=$6
 root=$img.root
+[ -s "$kernel.abi" ] || { echo "mkstate.sh: no $kernel.abi (make $kernel.abi)" >&2; exit 1; }
 rm -rf "$root"
 mkdir -p "$root/guest" "$root/boot" "$root/log" "$root/luoinit"
 cp "$vmconf" "$root/vmconf.json"
 cp "$heartbeat" "$root/guest/heartbeat.elf"
 cp "$kernel" "$root/boot/vmlinuz"
+cp "$kernel.abi" "$root/boot/vmlinuz.abi"
 cp "$initrd" "$root/boot/initramfs.img"
 rm -f "$img.tmp"
 truncate -s "$size" "$img.tmp"

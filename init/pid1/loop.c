@@ -1,7 +1,13 @@
-/* The event loop. See loop.h. */
+/* The event loop. See loop.h.
+ *
+ * epoll reports events by the data given at registration, not by the file:
+ * an fd closed and reused within one batch would otherwise get the events
+ * of its predecessor. Each registration gets a fresh generation, stored
+ * beside the fd in the 64-bit epoll data; dispatch checks it. */
 #include "pid1/loop.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -9,15 +15,26 @@
 #include <unistd.h>
 
 #define LOOP_MAX_FD 4096
+#define LOOP_BATCH 32
+#define LOOP_FAIL_PAUSE_MS 1000
 
 struct source {
 	loop_fn fn;
 	void *data;
-	int active;
+	uint64_t turn; /* the loop_run_once turn that last dispatched it */
+	uint32_t gen;  /* 0: no source on this fd */
+	bool timer;
 };
 
 static int epfd = -1;
 static struct source sources[LOOP_MAX_FD];
+static uint32_t last_gen;
+static uint64_t last_turn;
+
+static uint64_t key(int fd)
+{
+	return (uint64_t)sources[fd].gen << 32 | (uint32_t)fd;
+}
 
 int loop_init(void)
 {
@@ -27,50 +44,101 @@ int loop_init(void)
 	return epfd < 0 ? -errno : 0;
 }
 
-int loop_add(int fd, uint32_t events, loop_fn fn, void *data)
+static int add(int fd, uint32_t events, loop_fn fn, void *data, bool timer)
 {
-	struct epoll_event ev = { .events = events, .data.fd = fd };
+	struct epoll_event ev = { .events = events };
+	uint32_t gen;
 
 	if (fd < 0 || fd >= LOOP_MAX_FD)
 		return -EMFILE;
+	if (++last_gen == 0)
+		last_gen = 1;
+	gen = last_gen;
+	ev.data.u64 = (uint64_t)gen << 32 | (uint32_t)fd;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
-	sources[fd] = (struct source){ .fn = fn, .data = data, .active = 1 };
+	sources[fd] = (struct source){ .fn = fn, .data = data, .gen = gen, .timer = timer };
 	return 0;
+}
+
+int loop_add(int fd, uint32_t events, loop_fn fn, void *data)
+{
+	return add(fd, events, fn, data, false);
 }
 
 int loop_mod(int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.fd = fd };
+	struct epoll_event ev = { .events = events };
 
-	if (fd < 0 || fd >= LOOP_MAX_FD || !sources[fd].active)
+	if (fd < 0 || fd >= LOOP_MAX_FD || !sources[fd].gen)
 		return -ENOENT;
+	ev.data.u64 = key(fd);
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
 void loop_del(int fd)
 {
-	if (fd < 0 || fd >= LOOP_MAX_FD || !sources[fd].active)
+	if (fd < 0 || fd >= LOOP_MAX_FD || !sources[fd].gen)
 		return;
 	/* Fails only when fd was already closed, which also removed it. */
 	(void)epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-	sources[fd].active = 0;
+	sources[fd].gen = 0;
+}
+
+/* epoll_wait failed (not EINTR): a broken loop. Callers retry, so take the
+ * time a wait would have taken rather than return at once (a PID 1 spinning
+ * on a dead epoll starves the machine). */
+static void fail_pause(int timeout_ms)
+{
+	int ms = timeout_ms < 0 || timeout_ms > LOOP_FAIL_PAUSE_MS ? LOOP_FAIL_PAUSE_MS : timeout_ms;
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	(void)nanosleep(&ts, NULL);
+}
+
+/* Consume a timer's expiry count: false when there was none (already read,
+ * or the timer was re-armed since the wait). */
+static bool timer_expired(int tfd)
+{
+	uint64_t n;
+
+	return read(tfd, &n, sizeof(n)) == (ssize_t)sizeof(n) && n > 0;
 }
 
 int loop_run_once(int timeout_ms)
 {
-	struct epoll_event evs[32];
-	int n, ran = 0;
+	struct epoll_event evs[LOOP_BATCH];
+	uint64_t turn = ++last_turn;
+	int n, r, ran = 0;
 
-	n = epoll_wait(epfd, evs, 32, timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
+	n = epoll_wait(epfd, evs, LOOP_BATCH, timeout_ms);
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		r = -errno;
+		fail_pause(timeout_ms);
+		return r;
+	}
 	for (int i = 0; i < n; i++) {
-		int fd = evs[i].data.fd;
-		/* Removed (or replaced) by an earlier callback in this batch. */
-		if (fd < 0 || fd >= LOOP_MAX_FD || !sources[fd].active)
+		int fd = (int)(uint32_t)evs[i].data.u64;
+		uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+		struct source *s;
+
+		if (fd < 0 || fd >= LOOP_MAX_FD)
 			continue;
-		sources[fd].fn(fd, evs[i].events, sources[fd].data);
+		s = &sources[fd];
+		/* Removed, or replaced by a new source on the same number, by
+		 * an earlier callback of this batch or a nested turn. */
+		if (!gen || s->gen != gen)
+			continue;
+		/* A nested turn waited after us and already ran it: what we
+		 * collected is older than what it handled. */
+		if (s->turn > turn)
+			continue;
+		s->turn = turn;
+		if (s->timer && !timer_expired(fd))
+			continue;
+		s->fn(fd, evs[i].events, s->data);
 		ran++;
 	}
 	return ran;
@@ -94,7 +162,7 @@ int loop_timer_add(uint64_t first_ms, uint64_t interval_ms, loop_fn fn, void *da
 		close(tfd);
 		return r;
 	}
-	r = loop_add(tfd, EPOLLIN, fn, data);
+	r = add(tfd, EPOLLIN, fn, data, true);
 	if (r < 0) {
 		close(tfd);
 		return r;
