@@ -1,4 +1,4 @@
-/* The control protocol's wire format. See ctl_proto.h. */
+/* The control protocol's wire format (QMP). See ctl/proto.h. */
 #include "ctl/proto.h"
 
 #include <errno.h>
@@ -280,6 +280,45 @@ char *ctl_proto_format_event(const char *name, struct json_object *data,
 	}
 	if (put(o, "timestamp", ts) < 0 || put(o, "event", json_object_new_string(name)) < 0 ||
 	    put(o, "data", ref_or_empty(data)) < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return format_line(o);
+}
+
+struct json_object *ctl_proto_version(void)
+{
+	struct json_object *v = json_object_new_object();
+	struct json_object *q = json_object_new_object();
+
+	if (!v || !q || put(q, "major", json_object_new_int(LUOINIT_VERSION_MAJOR)) < 0 ||
+	    put(q, "minor", json_object_new_int(LUOINIT_VERSION_MINOR)) < 0 ||
+	    put(q, "micro", json_object_new_int(LUOINIT_VERSION_MICRO)) < 0) {
+		json_object_put(v);
+		json_object_put(q);
+		return NULL;
+	}
+	if (put(v, "qemu", q) < 0 || put(v, "package", json_object_new_string(LUOINIT_PACKAGE)) < 0) {
+		json_object_put(v);
+		return NULL;
+	}
+	return v;
+}
+
+char *ctl_proto_format_greeting(void)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *g = json_object_new_object();
+
+	/* No capabilities offered: out-of-band execution would need a second
+	 * queue per client, and nothing here takes long enough to want it. */
+	if (!o || !g || put(g, "version", ctl_proto_version()) < 0 ||
+	    put(g, "capabilities", json_object_new_array()) < 0) {
+		json_object_put(o);
+		json_object_put(g);
+		return NULL;
+	}
+	if (put(o, "QMP", g) < 0) {
 		json_object_put(o);
 		return NULL;
 	}

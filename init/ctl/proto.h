@@ -1,5 +1,6 @@
-/* The control protocol's wire format (design.md §4): parse one request line,
- * format reply and event lines. Pure functions, no I/O, so they can be fuzzed. */
+/* The control protocol's wire format (design.md §4), QMP: parse one request
+ * line, format the greeting, reply and event lines. Pure functions, no I/O, so
+ * they can be fuzzed. */
 #ifndef LUOINIT_CTL_PROTO_H
 #define LUOINIT_CTL_PROTO_H
 
@@ -9,6 +10,13 @@
 #include "ctl/commands.h"
 
 struct json_object;
+
+/* luoinit's version. QMP's greeting and query-version carry it in QEMU's
+ * "qemu" triple (luoinit is not QEMU: "package" says so). */
+#define LUOINIT_VERSION_MAJOR 0
+#define LUOINIT_VERSION_MINOR 1
+#define LUOINIT_VERSION_MICRO 0
+#define LUOINIT_PACKAGE "luoinit 0.1.0"
 
 /* Longest request line, without its terminator. */
 #define CTL_LINE_MAX (64 * 1024)
@@ -38,11 +46,18 @@ void ctl_request_clear(struct ctl_request *req);
 void ctl_proto_set_error(struct cmd_error *err, const char *class_, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* query-version's value: {"qemu": {"major", "minor", "micro"}, "package"}
+ * (a new reference, NULL on ENOMEM). */
+struct json_object *ctl_proto_version(void);
+
 /* Format one line ending in '\n', malloc'd (caller frees), NULL on ENOMEM.
  * id may be NULL (then no "id" key). ret/data NULL mean {}. */
 struct json_object *ctl_proto_null_id(void);
 char *ctl_proto_format_return(struct json_object *ret, struct json_object *id);
 char *ctl_proto_format_error(const struct cmd_error *err, struct json_object *id);
+/* {"QMP": {"version": ctl_proto_version(), "capabilities": []}}: what the
+ * server says first on every connection. */
+char *ctl_proto_format_greeting(void);
 char *ctl_proto_format_event(const char *name, struct json_object *data,
 			     int64_t seconds, int64_t microseconds);
 

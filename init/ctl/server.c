@@ -1,5 +1,6 @@
-/* The control server: the Unix socket and the management port, JSON lines.
- * PID 1 must never block or crash here: every fd is non-blocking, input is
+/* The control server: QMP on the Unix socket and the management port. Every
+ * connection is greeted and must negotiate capabilities (ctl/session.c) before
+ * commands run or events flow. PID 1 must never block or crash here: every fd is non-blocking, input is
  * bounded by the line limit, output by CTL_OUT_MAX, and a peer that stalls
  * mid-line or stops reading is dropped. Requests run synchronously, in order
  * per client; a handler may run the loop itself (nested), so a connection is
@@ -55,6 +56,7 @@ struct conn {
 	int busy;               /* callbacks on the stack using this conn */
 	int dead;               /* closed; freed when busy drops to 0 */
 	int port_timer;         /* port only: reconnect poll while the host is away */
+	struct ctl_session sess;
 };
 
 static struct {
@@ -124,6 +126,7 @@ static void conn_update_events(struct conn *c)
 
 static void port_timer_cb(int fd, uint32_t events, void *data);
 static void conn_flush(struct conn *c);
+static void port_new_session(struct conn *c);
 
 /* A virtio-serial port reports a hang-up for as long as no host is connected. */
 static bool port_host_present(const struct conn *c)
@@ -136,20 +139,24 @@ static bool port_host_present(const struct conn *c)
 /* The port's host side went away: stop polling it level-triggered (it would
  * report EPOLLHUP forever) until the host is back.
  *
- * Nothing queued is dropped. virtio-serial carries a host's open and close
+ * Whole queued lines are kept. virtio-serial carries a host's open and close
  * events on the control queue and its data on the port's own queue, so the
  * guest may read the next host session's request while it still sees the
  * previous one closed; the reply to it cannot be written yet (EAGAIN) and is
- * sent once the port reopens. A reply meant for a host that has gone reaches
- * the next one, whose client skips replies to ids it did not send. */
+ * sent once the port reopens, after that session's greeting. A reply meant for
+ * a host that has gone reaches the next one, whose client skips replies to ids
+ * it did not send (QMP clients must). */
 static void port_disconnected(struct conn *c)
 {
 	int t;
 
 	/* The hang-up may be stale: one host client left and the next one is
-	 * already connected. Only a port that still reports it has no host. */
-	if (port_host_present(c))
+	 * already connected. Only a port that still reports it has no host; one
+	 * that has a host again has a new one, which is greeted. */
+	if (port_host_present(c)) {
+		port_new_session(c);
 		return;
+	}
 	if (c->port_timer >= 0)
 		return;
 	/* Edge-triggered while away: virtio_console wakes pollers when the host
@@ -185,6 +192,7 @@ static void port_try_reconnect(struct conn *c)
 	loop_timer_del(c->port_timer);
 	c->port_timer = -1;
 	log_debug("ctl: management port: host connected%s", c->out_len > c->out_off ? ", sending what waited" : "");
+	port_new_session(c);
 	conn_flush(c);
 }
 
@@ -194,6 +202,51 @@ static void port_timer_cb(int fd, uint32_t events, void *data)
 
 	(void)!read(fd, &n, sizeof(n));
 	port_try_reconnect(data);
+}
+
+/* A host appeared on the port: a new QMP session. The greeting must be its
+ * first line, so it goes before what is still queued; the rest of a line an
+ * earlier host got only part of is dropped (it would garble the greeting). A
+ * guest that never saw the previous host leave cannot know a new one came:
+ * then there is no greeting, and `luoinit ctl` negotiates without one. */
+static void port_new_session(struct conn *c)
+{
+	char *g = ctl_proto_format_greeting();
+	size_t glen, pending;
+	char *nl;
+
+	ctl_session_reset(&c->sess);
+	if (c->out_off > 0 && c->out[c->out_off - 1] != '\n') {
+		nl = memchr(c->out + c->out_off, '\n', c->out_len - c->out_off);
+		c->out_off = nl ? (size_t)(nl - c->out) + 1 : c->out_len;
+	}
+	if (!g) {
+		log_err("ctl: out of memory for the greeting");
+		return;
+	}
+	glen = strlen(g);
+	pending = c->out_len - c->out_off;
+	if (glen + pending > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		char *p;
+
+		while (cap < glen + pending)
+			cap *= 2;
+		p = realloc(c->out, cap);
+		if (!p) {
+			log_err("ctl: out of memory for the greeting");
+			free(g);
+			return;
+		}
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memmove(c->out + glen, c->out + c->out_off, pending);
+	memcpy(c->out, g, glen);
+	c->out_off = 0;
+	c->out_len = glen + pending;
+	free(g);
+	conn_update_events(c);
 }
 
 /* Write what the fd takes now: bytes written, or a negative errno. */
@@ -349,7 +402,7 @@ static void conn_handle_line(struct conn *c, const char *line, size_t len)
 	if (r == 0) {
 		c->in_handler = 1;
 		conn_update_events(c);
-		r = c->fn(req.execute, req.args, &ret, &err);
+		r = ctl_session_execute(&c->sess, c->fn, req.execute, req.args, &ret, &err);
 		c->in_handler = 0;
 		if (r < 0 && !err.desc[0])
 			ctl_proto_set_error(&err, err.class_[0] ? err.class_ : NULL, "%s: %s",
@@ -618,6 +671,7 @@ static void accept_retry_cb(int fd, uint32_t events, void *data)
 
 static void listen_cb(int lfd, uint32_t events, void *data)
 {
+	struct conn *c;
 	struct ucred cred;
 	socklen_t clen;
 	int fd;
@@ -657,12 +711,15 @@ static void listen_cb(int lfd, uint32_t events, void *data)
 			refuse(fd, "too many clients connected");
 			continue;
 		}
-		if (!conn_new(fd, CONN_SOCKET, srv.fn)) {
+		c = conn_new(fd, CONN_SOCKET, srv.fn);
+		if (!c) {
 			log_errno(LOG_WARN, errno, "ctl: cannot serve a client");
 			refuse(fd, "server out of resources");
 			continue;
 		}
 		log_debug("ctl: client connected (pid %d, uid %u)", (int)cred.pid, (unsigned)cred.uid);
+		/* QMP: the server speaks first. (c may be gone after this.) */
+		conn_send_line(c, ctl_proto_format_greeting());
 	}
 }
 
@@ -761,13 +818,12 @@ int ctl_server_add_port(const char *devpath, ctl_handler fn)
 		close(fd);
 		return r;
 	}
-	/* The host side may not be connected: find out now, not on a busy EPOLLHUP. */
-	{
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
-			port_disconnected(c);
-	}
+	/* The host side may not be connected: find out now, not on a busy
+	 * EPOLLHUP. One that is gets its greeting now. */
+	if (port_host_present(c))
+		port_new_session(c);
+	else
+		port_disconnected(c);
 	return 0;
 }
 
@@ -787,7 +843,8 @@ void ctl_server_broadcast_event(const char *name, struct json_object *data)
 	len = strlen(line);
 	for (c = srv.conns; c; c = next) {
 		next = c->next;
-		conn_send(c, line, len, 1);
+		if (c->sess.negotiated) /* QMP: no events before negotiation */
+			conn_send(c, line, len, 1);
 	}
 	free(line);
 }
