@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,21 @@ static void test_format_event(void **state)
 	json_object_put(data);
 }
 
+/* QEMU's greeting shape (monitor/qmp.c qmp_greeting), luoinit's version. */
+static void test_format_greeting(void **state)
+{
+	char *s = ctl_proto_format_greeting();
+	char want[256];
+
+	snprintf(want, sizeof(want),
+		 "{\"QMP\":{\"version\":{\"qemu\":{\"major\":%d,\"minor\":%d,\"micro\":%d},"
+		 "\"package\":\"%s\"},\"capabilities\":[]}}\n", LUOINIT_VERSION_MAJOR,
+		 LUOINIT_VERSION_MINOR, LUOINIT_VERSION_MICRO, LUOINIT_PACKAGE);
+	assert_non_null(s);
+	assert_string_equal(s, want);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_format_return),
 		cmocka_unit_test(test_format_error),
 		cmocka_unit_test(test_format_event),
+		cmocka_unit_test(test_format_greeting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
