@@ -138,6 +138,72 @@ static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 	return 0;
 }
 
+void ctl_framer_reset(struct ctl_framer *f)
+{
+	*f = (struct ctl_framer){ 0 };
+}
+
+enum { FRAME_START, FRAME_OBJECT, FRAME_LINE };
+
+int ctl_proto_frame(struct ctl_framer *f, const char *buf, size_t len, size_t *msg_len,
+		    size_t *used)
+{
+	struct cmd_error err;
+	struct json_object *o;
+	const char *nl;
+
+	while (f->pos < len) {
+		char c = buf[f->pos];
+
+		if (c == '\n') { /* a raw newline is in no valid JSON string either */
+			*msg_len = f->pos;
+			*used = f->pos + 1;
+			return 1;
+		}
+		switch (f->mode) {
+		case FRAME_START:
+			if (c == '{') {
+				f->mode = FRAME_OBJECT;
+				f->depth = 1;
+			} else if (!is_space(c)) {
+				f->mode = FRAME_LINE;
+			}
+			f->pos++;
+			break;
+		case FRAME_OBJECT:
+			f->pos++;
+			if (f->in_str) {
+				if (f->esc)
+					f->esc = 0;
+				else if (c == '\\')
+					f->esc = 1;
+				else if (c == '"')
+					f->in_str = 0;
+				break;
+			}
+			if (c == '"')
+				f->in_str = 1;
+			else if (c == '{' || c == '[')
+				f->depth++;
+			else if ((c == '}' || c == ']') && --f->depth == 0) {
+				/* Balanced: a request if it is JSON, else junk to the newline. */
+				if (parse_json(buf, f->pos, &o, &err) == 0) {
+					json_object_put(o);
+					*msg_len = *used = f->pos;
+					return 1;
+				}
+				f->mode = FRAME_LINE;
+			}
+			break;
+		default:
+			nl = memchr(buf + f->pos, '\n', len - f->pos);
+			f->pos = nl ? (size_t)(nl - buf) : len;
+			break;
+		}
+	}
+	return 0;
+}
+
 int ctl_proto_parse(const char *line, size_t len, struct ctl_request *req,
 		    struct cmd_error *err)
 {

@@ -32,6 +32,26 @@ struct ctl_request {
 	struct json_object *root; /* owns all of the above */
 };
 
+/* Framing: where the next request in the input ends. At a newline, as
+ * ever; or at the brace closing a top-level object that is valid JSON, since
+ * QMP clients (QEMU's own python/qemu/qmp) send requests without newlines:
+ * QMP is a stream of JSON objects, not of lines. An object that is not valid
+ * JSON at its closing brace runs on to the newline, so a line of junk stays
+ * one request (one error). The state carries across reads; zero it (or
+ * ctl_framer_reset) for each request. */
+struct ctl_framer {
+	size_t pos;   /* bytes of the request scanned so far */
+	int depth;    /* open braces and brackets */
+	int mode;     /* 0: only whitespace yet, 1: an object, 2: a line */
+	int in_str, esc;
+};
+void ctl_framer_reset(struct ctl_framer *f);
+/* buf[0..len) holds the request's start and whatever arrived after it.
+ * Returns 1 when it ends there: *msg_len bytes are the request (without its
+ * newline), *used the bytes to drop; 0 when more input is needed. */
+int ctl_proto_frame(struct ctl_framer *f, const char *buf, size_t len, size_t *msg_len,
+		    size_t *used);
+
 /* Parse one request line of LEN bytes (no LF; a trailing CR is ignored).
  * Returns 0 and fills *req, -ENODATA for a blank line (nothing to answer), or
  * another negative errno with *err filled; on error req->id still holds the id

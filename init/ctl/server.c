@@ -46,6 +46,7 @@ struct conn {
 	char *in;
 	size_t in_len, in_cap;
 	int discarding;         /* dropping the rest of an oversized line */
+	struct ctl_framer fr;   /* where the request at in[0] ends, so far */
 	uint64_t partial_since; /* now_ms() when a pending partial line began, 0: none */
 	char *out;
 	size_t out_off, out_len, out_cap;
@@ -417,22 +418,28 @@ static void conn_handle_line(struct conn *c, const char *line, size_t len)
 	ctl_request_clear(&req);
 }
 
-/* Run every complete line in the input buffer, then police what is left. */
+/* Run every complete request in the input buffer (ctl_proto_frame: a line,
+ * or an object without its newline), then police what is left. */
 static void conn_process(struct conn *c)
 {
-	size_t start = 0;
+	size_t start = 0, n, used;
 	int completed = 0;
 	char *nl;
 
 	while (!c->dead && start < c->in_len) {
-		nl = memchr(c->in + start, '\n', c->in_len - start);
-		if (!nl)
-			break;
-		if (c->discarding)
+		if (c->discarding) {
+			nl = memchr(c->in + start, '\n', c->in_len - start);
+			if (!nl)
+				break;
 			c->discarding = 0;
-		else
-			conn_handle_line(c, c->in + start, (size_t)(nl - (c->in + start)));
-		start = (size_t)(nl - c->in) + 1;
+			start = (size_t)(nl - c->in) + 1;
+		} else {
+			if (!ctl_proto_frame(&c->fr, c->in + start, c->in_len - start, &n, &used))
+				break;
+			ctl_framer_reset(&c->fr);
+			conn_handle_line(c, c->in + start, n);
+			start += used;
+		}
 		completed = 1;
 	}
 	if (c->dead)
@@ -447,6 +454,7 @@ static void conn_process(struct conn *c)
 		snprintf(desc, sizeof(desc), "request line longer than %d bytes", CTL_LINE_MAX);
 		c->in_len = 0;
 		c->discarding = 1;
+		ctl_framer_reset(&c->fr);
 		conn_send_error(c, desc, NULL);
 	}
 	if (completed)
@@ -483,6 +491,7 @@ static void conn_eof(struct conn *c)
 		c->in_len = 0;
 		c->discarding = 0;
 		c->partial_since = 0;
+		ctl_framer_reset(&c->fr);
 		port_disconnected(c);
 		return;
 	}
@@ -586,6 +595,7 @@ static void idle_timer_cb(int fd, uint32_t events, void *data)
 			c->in_len = 0;
 			c->discarding = 0;
 			c->partial_since = 0;
+			ctl_framer_reset(&c->fr);
 			continue;
 		}
 		log_info("ctl: closing a client idle mid-request");

@@ -490,7 +490,8 @@ static void test_handshake(void **state)
 	expect_line(fd, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"Capability oob not available\"},"
 			"\"id\":4}");
 	assert_int_equal(handler_calls, 0);
-	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":5}\n");
+	/* Without a newline, as QEMU's Python client sends it. */
+	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":5}");
 	expect_line(fd, "{\"return\":{},\"id\":5}");
 	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":6}\n{\"execute\":\"status\",\"id\":7}\n");
 	expect_line(fd, "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Capabilities negotiation "
