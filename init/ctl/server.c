@@ -57,6 +57,7 @@ struct conn {
 	int busy;               /* callbacks on the stack using this conn */
 	int dead;               /* closed; freed when busy drops to 0 */
 	int port_timer;         /* port only: reconnect poll while the host is away */
+	unsigned sessions;      /* port only: host sessions greeted so far */
 	struct ctl_session sess;
 };
 
@@ -151,6 +152,8 @@ static void port_disconnected(struct conn *c)
 {
 	int t;
 
+	if (c->port_timer >= 0)
+		return; /* away already: port_try_reconnect greets the next host */
 	/* The hang-up may be stale: one host client left and the next one is
 	 * already connected. Only a port that still reports it has no host; one
 	 * that has a host again has a new one, which is greeted. */
@@ -158,8 +161,6 @@ static void port_disconnected(struct conn *c)
 		port_new_session(c);
 		return;
 	}
-	if (c->port_timer >= 0)
-		return;
 	/* Edge-triggered while away: virtio_console wakes pollers when the host
 	 * connects (the port turns writable) and when data comes; the timer is
 	 * the fallback. */
@@ -217,6 +218,7 @@ static void port_new_session(struct conn *c)
 	char *nl;
 
 	ctl_session_reset(&c->sess);
+	c->sessions++;
 	if (c->out_off > 0 && c->out[c->out_off - 1] != '\n') {
 		nl = memchr(c->out + c->out_off, '\n', c->out_len - c->out_off);
 		c->out_off = nl ? (size_t)(nl - c->out) + 1 : c->out_len;
@@ -544,6 +546,7 @@ static void conn_read(struct conn *c)
 static void conn_cb(int fd, uint32_t events, void *data)
 {
 	struct conn *c = data;
+	unsigned sessions = c->sessions;
 
 	if (c->kind == CONN_PORT && c->port_timer >= 0) {
 		/* Away: an edge-triggered wake-up, maybe the host connecting. */
@@ -569,8 +572,10 @@ static void conn_cb(int fd, uint32_t events, void *data)
 		conn_flush(c);
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		conn_read(c);
-	/* A port without a host reports EPOLLHUP with nothing to read. */
-	if (!c->dead && c->kind == CONN_PORT && c->registered && (events & EPOLLHUP))
+	/* A port without a host reports EPOLLHUP with nothing to read (unless
+	 * the session it ended was already replaced above). */
+	if (!c->dead && c->kind == CONN_PORT && c->registered && (events & EPOLLHUP) &&
+	    c->sessions == sessions)
 		port_disconnected(c);
 	else if (!c->dead && (events & EPOLLERR) && c->kind == CONN_SOCKET)
 		conn_close(c);

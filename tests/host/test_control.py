@@ -214,10 +214,11 @@ def test_last_request_without_newline_before_eof(sup):
 # ---- line length ---------------------------------------------------------------
 
 def padded(req, total):
-    """A request line of exactly `total` bytes before its newline."""
+    """A request of exactly `total` bytes before its newline (the padding is
+    inside the object: a request ends at its closing brace)."""
     b = json.dumps(req).encode()
     assert len(b) <= total
-    return b + b" " * (total - len(b))
+    return b[:-1] + b" " * (total - len(b)) + b"}"
 
 
 def test_line_of_64k_is_served(sup):
