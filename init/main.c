@@ -30,6 +30,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: luoinit                         (as PID 1 or /init)\n"
 		   "       luoinit ctl [--socket PATH] COMMAND [key=value ...]\n"
+		   "       luoinit ctl [--socket PATH] watch\n"
 		   "       luoinit --host --state-dir DIR --config FILE [--socket PATH]\n");
 }
 

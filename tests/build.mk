@@ -3,7 +3,9 @@
 # `make check` runs them all and ends with one "N passed, N failed" line.
 
 PYTHON   := /usr/bin/python3
-HOST_TEST_DEPS := $(HEARTBEAT)
+# QEMU's own QMP client library (Debian's qemu source), for test_qemu_qmp.py.
+QEMU_QMP := $(B)/qemu-qmp
+HOST_TEST_DEPS := $(HEARTBEAT) $(QEMU_QMP)/.stamp
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 # Everything but the programs' main()s, sanitized, for the unit tests.
@@ -18,6 +20,10 @@ $(B)/tests/%: $(B)/host/tests/unit/%.o $(LIB_HOST_OBJS)
 $(B)/host/vmconf-cli: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
 	@echo "  LD      $@"
 	$(Q)$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
+
+# Fetched once (cached under build/): no prerequisites.
+$(QEMU_QMP)/.stamp:
+	@sh tests/host/qemu_qmp.sh $(QEMU_QMP)
 
 RESULTS := $(B)/results
 export B BB BOARD PYTHON

@@ -1,11 +1,21 @@
-/* `luoinit ctl`. The socket may also be the host end of the management port,
- * a stream shared with earlier clients and carrying events: so the request
- * carries a unique id and every line that is not the reply to it is ignored. */
+/* `luoinit ctl`: a QMP client. It reads the greeting, negotiates with
+ * qmp_capabilities, sends one command and prints its reply, skipping events;
+ * `luoinit ctl watch` prints the events instead.
+ *
+ * The socket may also be the host end of the management port: a stream shared
+ * with earlier clients. So every request carries a unique id and every line
+ * that is not the reply to it is ignored, and the greeting may be missing (the
+ * guest may not have seen the previous host leave: ctl/server.c): after
+ * GREETING_WAIT_MS the client negotiates anyway, takes "already negotiated"
+ * for success, renegotiates on any later greeting (a new session), and sends
+ * a command again that a new session refused as not negotiated (it did not
+ * run). */
 #include "ctl/client.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,18 +31,24 @@
 
 #define CTL_CLIENT_LINE_MAX (64 * 1024 * 1024) /* replies such as vm-log can be big */
 #define CTL_DEFAULT_TIMEOUT 60
+#define GREETING_WAIT_MS    1000
+#define NEGOTIATE_TRIES     3
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: luoinit ctl [--socket PATH] [--timeout SEC] COMMAND [key=value ...]\n"
+		"       luoinit ctl [--socket PATH] [--timeout SEC] watch\n"
 		"  key=value   integers, true, false and null are typed, the rest are strings\n"
 		"  key:=JSON   a raw JSON value\n"
 		"  --socket    default " CTL_DEFAULT_SOCKET "; also the host end of the\n"
 		"              appliance's management port\n"
-		"  --timeout   seconds to wait for the reply (default %d, 0: forever)\n"
+		"  --timeout   seconds to wait for the reply (default %d, 0: forever);\n"
+		"              for watch, for the connection to be ready\n"
+		"  watch       print each event as one JSON line until interrupted or the\n"
+		"              connection closes\n"
 		"commands: status, vm-start, vm-stop, vm-restart, vmm-update, update, vm-log,\n"
-		"          poweroff, reboot\n", CTL_DEFAULT_TIMEOUT);
+		"          poweroff, reboot, query-commands, query-version\n", CTL_DEFAULT_TIMEOUT);
 }
 
 /* -?[0-9]+ without a leading zero (so "007" stays a string), within int64. */
@@ -195,8 +211,131 @@ static int send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* 1 when line is the reply to id: a JSON object with our id and "return" or "error". */
-static int is_our_reply(struct json_object *o, const char *id)
+/* One session with the server: the connection, its input, the ids in flight. */
+struct cl {
+	int fd;
+	const char *path;
+	char *buf;
+	size_t len, cap;
+	bool skipping;          /* dropping the rest of an overlong line */
+	char base[40];          /* unique per invocation */
+	unsigned seq;           /* numbers the ids after the first */
+	char caps_id[56];       /* the qmp_capabilities in flight, "" when none */
+	char refusal[512];      /* an error without id: a refused connection says why */
+};
+
+/* Send {"execute": name, "arguments": args, "id": id} on its own line. args
+ * is borrowed, may be NULL. The leading newline ends any partial line an
+ * earlier client left on a shared stream; the server ignores blank lines. */
+static int cl_send(struct cl *c, const char *name, struct json_object *args, const char *id)
+{
+	struct json_object *req = json_object_new_object();
+	const char *s;
+	char *line = NULL;
+	int r = -ENOMEM;
+
+	if (req && json_object_object_add(req, "execute", json_object_new_string(name)) == 0 &&
+	    (!args || json_object_object_add(req, "arguments", json_object_get(args)) == 0) &&
+	    json_object_object_add(req, "id", json_object_new_string(id)) == 0 &&
+	    (s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
+						     JSON_C_TO_STRING_NOSLASHESCAPE)) &&
+	    asprintf(&line, "\n%s\n", s) >= 0) {
+		r = send_all(c->fd, line, strlen(line));
+		if (r < 0)
+			fprintf(stderr, "luoinit ctl: %s: send: %s\n", c->path, strerror(-r));
+	}
+	if (r == -ENOMEM)
+		fprintf(stderr, "luoinit ctl: out of memory\n");
+	free(line);
+	json_object_put(req);
+	return r;
+}
+
+static int cl_negotiate(struct cl *c)
+{
+	snprintf(c->caps_id, sizeof(c->caps_id), "%s-caps%u", c->base, ++c->seq);
+	return cl_send(c, "qmp_capabilities", NULL, c->caps_id);
+}
+
+/* Next line as JSON (lines that are not JSON are skipped). Returns 1 and *ret
+ * (caller puts it), 0 when deadline (now_ms(); 0: none) passed, -1 on end of
+ * stream or an error (said on stderr unless the server just closed). */
+static int cl_next(struct cl *c, uint64_t deadline, struct json_object **ret)
+{
+	char *nl;
+	ssize_t n;
+
+	for (;;) {
+		while ((nl = memchr(c->buf, '\n', c->len))) {
+			size_t used = (size_t)(nl - c->buf) + 1;
+			struct json_object *o = NULL;
+
+			*nl = '\0';
+			if (!c->skipping)
+				o = json_tokener_parse(c->buf);
+			c->skipping = false;
+			memmove(c->buf, c->buf + used, c->len - used);
+			c->len -= used;
+			if (o) {
+				*ret = o;
+				return 1;
+			}
+		}
+		if (c->len == c->cap) {
+			size_t ncap = c->cap ? c->cap * 2 : 65536;
+			char *p;
+
+			if (ncap > CTL_CLIENT_LINE_MAX) {
+				/* A line longer than any reply we expect: skip to its end. */
+				c->len = 0;
+				c->skipping = true;
+				ncap = c->cap;
+			}
+			p = ncap == c->cap ? c->buf : realloc(c->buf, ncap);
+			if (!p) {
+				fprintf(stderr, "luoinit ctl: out of memory\n");
+				return -1;
+			}
+			c->buf = p;
+			c->cap = ncap;
+		}
+		{
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+			uint64_t now = now_ms();
+
+			if (deadline && now >= deadline)
+				return 0;
+			n = poll(&pfd, 1, deadline ? (int)(deadline - now) : -1);
+			if (n < 0 && errno != EINTR) {
+				fprintf(stderr, "luoinit ctl: poll: %s\n", strerror(errno));
+				return -1;
+			}
+			if (n <= 0)
+				continue;
+		}
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fprintf(stderr, "luoinit ctl: %s: read: %s\n", c->path, strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			return -1;
+		c->len += (size_t)n;
+	}
+}
+
+static bool is_greeting(struct json_object *o)
+{
+	struct json_object *v;
+
+	return json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "QMP", &v) &&
+	       json_object_is_type(v, json_type_object);
+}
+
+/* 1 when o is the reply to id: a JSON object with that id and "return" or "error". */
+static int is_reply_to(struct json_object *o, const char *id)
 {
 	struct json_object *v;
 
@@ -206,6 +345,22 @@ static int is_our_reply(struct json_object *o, const char *id)
 		return 0;
 	return json_object_object_get_ex(o, "return", NULL) ||
 	       json_object_object_get_ex(o, "error", NULL);
+}
+
+/* The error's class and desc ("" when absent); NULL class: not an error. */
+static const char *error_of(struct json_object *o, const char **desc)
+{
+	struct json_object *e, *v;
+	const char *cls = "";
+
+	*desc = "";
+	if (!json_object_object_get_ex(o, "error", &e) || !json_object_is_type(e, json_type_object))
+		return NULL;
+	if (json_object_object_get_ex(e, "class", &v) && json_object_is_type(v, json_type_string))
+		cls = json_object_get_string(v);
+	if (json_object_object_get_ex(e, "desc", &v) && json_object_is_type(v, json_type_string))
+		*desc = json_object_get_string(v);
+	return cls;
 }
 
 /* Print the reply; returns the exit status. */
@@ -233,87 +388,109 @@ static int print_reply(struct json_object *o, const char *path)
 	return 1;
 }
 
-/* Read lines until our reply; returns the exit status. */
-static int wait_reply(int fd, const char *path, const char *id, unsigned timeout_s)
+/* One event as one JSON line on stdout; returns 0 or the exit status 1. */
+static int print_event(struct json_object *o)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_s * 1000;
-	size_t len = 0, cap = 0, start;
-	int skipping = 0, rc = 1;
-	char *buf = NULL, *nl;
-	ssize_t n;
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	if (!s || printf("%s\n", s) < 0 || fflush(stdout) == EOF) {
+		fprintf(stderr, "luoinit ctl: writing an event: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* Negotiate, then run CMD with ARGS (NULL: watch events instead). Returns the
+ * exit status. */
+static int cl_run(struct cl *c, const char *cmd, struct json_object *args, unsigned timeout_s)
+{
+	uint64_t start = now_ms(), deadline = timeout_s ? start + (uint64_t)timeout_s * 1000 : 0;
+	char cmd_id[56] = "";
+	bool asked = false;     /* qmp_capabilities sent at least once */
+	bool negotiated = false, announced = false;
+	unsigned tries = 0;
+	const char *cls, *desc;
+	struct json_object *o;
+	int r, rc = 1;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int wait_ms = -1;
+		uint64_t until = deadline;
 
-		if (timeout_s) {
-			uint64_t now = now_ms();
-
-			if (now >= deadline) {
-				fprintf(stderr, "luoinit ctl: %s: no reply within %u s\n", path, timeout_s);
-				goto out;
-			}
-			wait_ms = (int)(deadline - now);
-		}
-		n = poll(&pfd, 1, wait_ms);
-		if (n < 0 && errno != EINTR) {
-			fprintf(stderr, "luoinit ctl: poll: %s\n", strerror(errno));
-			goto out;
-		}
-		if (n <= 0)
-			continue;
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 65536;
-			char *p;
-
-			if (ncap > CTL_CLIENT_LINE_MAX) {
-				/* A line longer than any reply we expect: skip to its end. */
-				len = 0;
-				skipping = 1;
-				ncap = cap;
-			}
-			p = ncap == cap ? buf : realloc(buf, ncap);
-			if (!p) {
-				fprintf(stderr, "luoinit ctl: out of memory\n");
-				goto out;
-			}
-			buf = p;
-			cap = ncap;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+		if (!asked && (!until || start + GREETING_WAIT_MS < until))
+			until = start + GREETING_WAIT_MS;
+		r = cl_next(c, until, &o);
+		if (r == 0) {
+			if (!asked && (!deadline || now_ms() < deadline)) {
+				/* No greeting: negotiate anyway (see the top of the file). */
+				asked = true;
+				if (cl_negotiate(c) < 0)
+					return 1;
 				continue;
-			fprintf(stderr, "luoinit ctl: %s: read: %s\n", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0) {
-			fprintf(stderr, "luoinit ctl: %s: connection closed before the reply\n", path);
-			goto out;
-		}
-		len += (size_t)n;
-		start = 0;
-		while ((nl = memchr(buf + start, '\n', len - start))) {
-			struct json_object *o;
-
-			*nl = '\0';
-			if (!skipping) {
-				o = json_tokener_parse(buf + start);
-				if (o && is_our_reply(o, id)) {
-					rc = print_reply(o, path);
-					json_object_put(o);
-					goto out;
-				}
-				json_object_put(o);
 			}
-			skipping = 0;
-			start = (size_t)(nl - buf) + 1;
+			fprintf(stderr, "luoinit ctl: %s: no reply within %u s\n", c->path, timeout_s);
+			return 1;
 		}
-		memmove(buf, buf + start, len - start);
-		len -= start;
+		if (r < 0) {
+			if (!cmd && negotiated)
+				return 0; /* watched until the server went */
+			if (c->refusal[0])
+				fprintf(stderr, "%s\n", c->refusal);
+			else
+				fprintf(stderr, "luoinit ctl: %s: connection closed before the reply\n", c->path);
+			return 1;
+		}
+		if (is_greeting(o)) {
+			/* A (new) session: negotiate it. A command in flight is
+			 * answered, or refused unrun as not negotiated: sent again. */
+			asked = true;
+			negotiated = false;
+			if (cl_negotiate(c) < 0)
+				goto out;
+		} else if (c->caps_id[0] && is_reply_to(o, c->caps_id)) {
+			cls = error_of(o, &desc);
+			if (cls && !(strcmp(cls, "CommandNotFound") == 0 && strstr(desc, "already complete"))) {
+				rc = print_reply(o, c->path);
+				goto out;
+			}
+			c->caps_id[0] = '\0';
+			if (!cmd && !announced) /* once: a new session goes on silently */
+				fprintf(stderr, "luoinit ctl: watching events on %s\n", c->path);
+			announced = negotiated = true;
+			if (!cmd) {
+				deadline = 0; /* watching: no more deadline */
+			} else if (!cmd_id[0]) {
+				if (tries++ == 0)
+					snprintf(cmd_id, sizeof(cmd_id), "%s", c->base);
+				else
+					snprintf(cmd_id, sizeof(cmd_id), "%s-%u", c->base, ++c->seq);
+				if (cl_send(c, cmd, args, cmd_id) < 0)
+					goto out;
+			}
+		} else if (cmd && cmd_id[0] && is_reply_to(o, cmd_id)) {
+			cls = error_of(o, &desc);
+			if (cls && strcmp(cls, "CommandNotFound") == 0 &&
+			    strncmp(desc, "Expecting capabilities negotiation", 34) == 0 && tries < NEGOTIATE_TRIES) {
+				/* Refused unrun by a session that began after ours. */
+				cmd_id[0] = '\0';
+				negotiated = false;
+				if (cl_negotiate(c) < 0)
+					goto out;
+			} else {
+				rc = print_reply(o, c->path);
+				goto out;
+			}
+		} else if (!cmd && negotiated && json_object_object_get_ex(o, "event", NULL)) {
+			if (print_event(o) != 0)
+				goto out;
+		} else if (!json_object_object_get_ex(o, "id", NULL) && error_of(o, &desc)) {
+			/* A refused connection gets one error line and a close. */
+			snprintf(c->refusal, sizeof(c->refusal), "%s", desc);
+		}
+		json_object_put(o);
 	}
 out:
-	free(buf);
+	json_object_put(o);
 	return rc;
 }
 
@@ -330,10 +507,10 @@ int ctl_client_main(int argc, char **argv)
 {
 	const char *path = CTL_DEFAULT_SOCKET, *cmd;
 	unsigned long timeout = CTL_DEFAULT_TIMEOUT;
-	struct json_object *req = NULL, *args = NULL;
-	char errbuf[256], id[48], *end, *line = NULL;
-	const char *s;
-	int i, fd, r, rc = 1;
+	struct json_object *args = NULL;
+	struct cl c = { .fd = -1 };
+	char errbuf[256], *end;
+	int i, rc;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		const char *opt = argv[i], *val = NULL;
@@ -381,42 +558,27 @@ int ctl_client_main(int argc, char **argv)
 		fprintf(stderr, "luoinit ctl: empty --socket\n");
 		return 2;
 	}
-	if (ctl_client_build_args(argc - i, argv + i, &args, errbuf, sizeof(errbuf)) < 0) {
+	if (strcmp(cmd, "watch") == 0) {
+		if (i < argc) {
+			fprintf(stderr, "luoinit ctl: watch takes no arguments\n");
+			return 2;
+		}
+		cmd = NULL;
+	} else if (ctl_client_build_args(argc - i, argv + i, &args, errbuf, sizeof(errbuf)) < 0) {
 		fprintf(stderr, "luoinit ctl: %s\n", errbuf);
 		return 2;
 	}
-	make_id(id, sizeof(id));
-	req = json_object_new_object();
-	if (!req || json_object_object_add(req, "execute", json_object_new_string(cmd)) < 0 ||
-	    json_object_object_add(req, "arguments", args) < 0) {
+	make_id(c.base, sizeof(c.base));
+	c.path = path;
+	c.fd = connect_to(path);
+	if (c.fd < 0) {
+		fprintf(stderr, "luoinit ctl: cannot connect to %s: %s\n", path, strerror(-c.fd));
 		json_object_put(args);
-		goto oom;
+		return 1;
 	}
-	args = NULL;
-	if (json_object_object_add(req, "id", json_object_new_string(id)) < 0)
-		goto oom;
-	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	/* The leading newline ends any partial line an earlier client left on a
-	 * shared stream; the server ignores blank lines. */
-	if (!s || asprintf(&line, "\n%s\n", s) < 0)
-		goto oom;
-
-	fd = connect_to(path);
-	if (fd < 0) {
-		fprintf(stderr, "luoinit ctl: cannot connect to %s: %s\n", path, strerror(-fd));
-		goto out;
-	}
-	r = send_all(fd, line, strlen(line));
-	if (r < 0)
-		fprintf(stderr, "luoinit ctl: %s: send: %s\n", path, strerror(-r));
-	else
-		rc = wait_reply(fd, path, id, (unsigned)timeout);
-	close(fd);
-	goto out;
-oom:
-	fprintf(stderr, "luoinit ctl: out of memory\n");
-out:
-	free(line);
-	json_object_put(req);
+	rc = cl_run(&c, cmd, args, (unsigned)timeout);
+	close(c.fd);
+	free(c.buf);
+	json_object_put(args);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/proto.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "supervisor/supervisor.h"
@@ -256,6 +257,18 @@ static int cmd_update(json_object *args, json_object **ret, struct cmd_error *er
 	return 0;
 }
 
+static int cmd_query_version(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { NULL };
+
+	if (check_keys("query-version", args, keys, err) < 0)
+		return -EINVAL;
+	*ret = ctl_proto_version();
+	return *ret ? 0 : fail(err, "GenericError", "query-version: out of memory");
+}
+
+static int cmd_query_commands(json_object *args, json_object **ret, struct cmd_error *err);
+
 static const struct {
 	const char *name;
 	int (*fn)(json_object *args, json_object **ret, struct cmd_error *err);
@@ -264,8 +277,36 @@ static const struct {
 	{ "vm-stop", cmd_vm_stop },       { "vm-restart", cmd_vm_restart },
 	{ "vmm-update", cmd_vmm_update }, { "vm-log", cmd_vm_log },
 	{ "poweroff", cmd_poweroff },     { "reboot", cmd_reboot },
-	{ "update", cmd_update },
+	{ "update", cmd_update },         { "query-commands", cmd_query_commands },
+	{ "query-version", cmd_query_version },
 };
+
+/* QEMU's [{"name": ...}, ...]: the table, and qmp_capabilities, which the
+ * session serves (ctl/session.c). */
+static int cmd_query_commands(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { NULL };
+	json_object *a, *o;
+
+	if (check_keys("query-commands", args, keys, err) < 0)
+		return -EINVAL;
+	a = json_object_new_array();
+	for (size_t i = 0; a && i <= sizeof(commands) / sizeof(commands[0]); i++) {
+		const char *name = i ? commands[i - 1].name : "qmp_capabilities";
+
+		o = json_object_new_object();
+		if (!o || json_object_object_add(o, "name", json_object_new_string(name)) < 0 ||
+		    json_object_array_add(a, o) < 0) {
+			json_object_put(o);
+			json_object_put(a);
+			a = NULL;
+		}
+	}
+	if (!a)
+		return fail(err, "GenericError", "query-commands: out of memory");
+	*ret = a;
+	return 0;
+}
 
 int commands_execute(const char *name, json_object *args, json_object **ret, struct cmd_error *err)
 {
@@ -277,6 +318,6 @@ int commands_execute(const char *name, json_object *args, json_object **ret, str
 				log_info("command %s failed: %s", name, err->desc);
 			return r;
 		}
-	return fail(err, "CommandNotFound", "unknown command '%.64s' (known: status, vm-start, vm-stop, "
-		    "vm-restart, vmm-update, vm-log, poweroff, reboot, update)", name);
+	/* QEMU's words, so that QMP clients recognise them (query-commands lists them all). */
+	return fail(err, "CommandNotFound", "The command %.64s has not been found", name);
 }

@@ -5,7 +5,7 @@
 struct json_object;
 
 struct cmd_error {
-	char class_[32];  /* QMP-style class: "GenericError", "CommandNotFound", ... */
+	char class_[32];  /* QEMU's error classes: "GenericError", "CommandNotFound", "DeviceNotFound" */
 	char desc[512];
 };
 

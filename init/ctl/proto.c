@@ -1,4 +1,4 @@
-/* The control protocol's wire format. See ctl_proto.h. */
+/* The control protocol's wire format (QMP). See ctl/proto.h. */
 #include "ctl/proto.h"
 
 #include <errno.h>
@@ -135,6 +135,72 @@ static int parse_json(const char *buf, size_t len, struct json_object **ret_obj,
 		return -EBADMSG;
 	}
 	*ret_obj = obj;
+	return 0;
+}
+
+void ctl_framer_reset(struct ctl_framer *f)
+{
+	*f = (struct ctl_framer){ 0 };
+}
+
+enum { FRAME_START, FRAME_OBJECT, FRAME_LINE };
+
+int ctl_proto_frame(struct ctl_framer *f, const char *buf, size_t len, size_t *msg_len,
+		    size_t *used)
+{
+	struct cmd_error err;
+	struct json_object *o;
+	const char *nl;
+
+	while (f->pos < len) {
+		char c = buf[f->pos];
+
+		if (c == '\n') { /* a raw newline is in no valid JSON string either */
+			*msg_len = f->pos;
+			*used = f->pos + 1;
+			return 1;
+		}
+		switch (f->mode) {
+		case FRAME_START:
+			if (c == '{') {
+				f->mode = FRAME_OBJECT;
+				f->depth = 1;
+			} else if (!is_space(c)) {
+				f->mode = FRAME_LINE;
+			}
+			f->pos++;
+			break;
+		case FRAME_OBJECT:
+			f->pos++;
+			if (f->in_str) {
+				if (f->esc)
+					f->esc = 0;
+				else if (c == '\\')
+					f->esc = 1;
+				else if (c == '"')
+					f->in_str = 0;
+				break;
+			}
+			if (c == '"')
+				f->in_str = 1;
+			else if (c == '{' || c == '[')
+				f->depth++;
+			else if ((c == '}' || c == ']') && --f->depth == 0) {
+				/* Balanced: a request if it is JSON, else junk to the newline. */
+				if (parse_json(buf, f->pos, &o, &err) == 0) {
+					json_object_put(o);
+					*msg_len = *used = f->pos;
+					return 1;
+				}
+				f->mode = FRAME_LINE;
+			}
+			break;
+		default:
+			nl = memchr(buf + f->pos, '\n', len - f->pos);
+			f->pos = nl ? (size_t)(nl - buf) : len;
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -280,6 +346,45 @@ char *ctl_proto_format_event(const char *name, struct json_object *data,
 	}
 	if (put(o, "timestamp", ts) < 0 || put(o, "event", json_object_new_string(name)) < 0 ||
 	    put(o, "data", ref_or_empty(data)) < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return format_line(o);
+}
+
+struct json_object *ctl_proto_version(void)
+{
+	struct json_object *v = json_object_new_object();
+	struct json_object *q = json_object_new_object();
+
+	if (!v || !q || put(q, "major", json_object_new_int(LUOINIT_VERSION_MAJOR)) < 0 ||
+	    put(q, "minor", json_object_new_int(LUOINIT_VERSION_MINOR)) < 0 ||
+	    put(q, "micro", json_object_new_int(LUOINIT_VERSION_MICRO)) < 0) {
+		json_object_put(v);
+		json_object_put(q);
+		return NULL;
+	}
+	if (put(v, "qemu", q) < 0 || put(v, "package", json_object_new_string(LUOINIT_PACKAGE)) < 0) {
+		json_object_put(v);
+		return NULL;
+	}
+	return v;
+}
+
+char *ctl_proto_format_greeting(void)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *g = json_object_new_object();
+
+	/* No capabilities offered: out-of-band execution would need a second
+	 * queue per client, and nothing here takes long enough to want it. */
+	if (!o || !g || put(g, "version", ctl_proto_version()) < 0 ||
+	    put(g, "capabilities", json_object_new_array()) < 0) {
+		json_object_put(o);
+		json_object_put(g);
+		return NULL;
+	}
+	if (put(o, "QMP", g) < 0) {
 		json_object_put(o);
 		return NULL;
 	}

@@ -1,5 +1,6 @@
-/* The control server: the Unix socket and the management port, JSON lines.
- * PID 1 must never block or crash here: every fd is non-blocking, input is
+/* The control server: QMP on the Unix socket and the management port. Every
+ * connection is greeted and must negotiate capabilities (ctl/session.c) before
+ * commands run or events flow. PID 1 must never block or crash here: every fd is non-blocking, input is
  * bounded by the line limit, output by CTL_OUT_MAX, and a peer that stalls
  * mid-line or stops reading is dropped. Requests run synchronously, in order
  * per client; a handler may run the loop itself (nested), so a connection is
@@ -45,6 +46,7 @@ struct conn {
 	char *in;
 	size_t in_len, in_cap;
 	int discarding;         /* dropping the rest of an oversized line */
+	struct ctl_framer fr;   /* where the request at in[0] ends, so far */
 	uint64_t partial_since; /* now_ms() when a pending partial line began, 0: none */
 	char *out;
 	size_t out_off, out_len, out_cap;
@@ -55,6 +57,8 @@ struct conn {
 	int busy;               /* callbacks on the stack using this conn */
 	int dead;               /* closed; freed when busy drops to 0 */
 	int port_timer;         /* port only: reconnect poll while the host is away */
+	unsigned sessions;      /* port only: host sessions greeted so far */
+	struct ctl_session sess;
 };
 
 static struct {
@@ -124,6 +128,7 @@ static void conn_update_events(struct conn *c)
 
 static void port_timer_cb(int fd, uint32_t events, void *data);
 static void conn_flush(struct conn *c);
+static void port_new_session(struct conn *c);
 
 /* A virtio-serial port reports a hang-up for as long as no host is connected. */
 static bool port_host_present(const struct conn *c)
@@ -136,22 +141,26 @@ static bool port_host_present(const struct conn *c)
 /* The port's host side went away: stop polling it level-triggered (it would
  * report EPOLLHUP forever) until the host is back.
  *
- * Nothing queued is dropped. virtio-serial carries a host's open and close
+ * Whole queued lines are kept. virtio-serial carries a host's open and close
  * events on the control queue and its data on the port's own queue, so the
  * guest may read the next host session's request while it still sees the
  * previous one closed; the reply to it cannot be written yet (EAGAIN) and is
- * sent once the port reopens. A reply meant for a host that has gone reaches
- * the next one, whose client skips replies to ids it did not send. */
+ * sent once the port reopens, after that session's greeting. A reply meant for
+ * a host that has gone reaches the next one, whose client skips replies to ids
+ * it did not send (QMP clients must). */
 static void port_disconnected(struct conn *c)
 {
 	int t;
 
-	/* The hang-up may be stale: one host client left and the next one is
-	 * already connected. Only a port that still reports it has no host. */
-	if (port_host_present(c))
-		return;
 	if (c->port_timer >= 0)
+		return; /* away already: port_try_reconnect greets the next host */
+	/* The hang-up may be stale: one host client left and the next one is
+	 * already connected. Only a port that still reports it has no host; one
+	 * that has a host again has a new one, which is greeted. */
+	if (port_host_present(c)) {
+		port_new_session(c);
 		return;
+	}
 	/* Edge-triggered while away: virtio_console wakes pollers when the host
 	 * connects (the port turns writable) and when data comes; the timer is
 	 * the fallback. */
@@ -185,6 +194,7 @@ static void port_try_reconnect(struct conn *c)
 	loop_timer_del(c->port_timer);
 	c->port_timer = -1;
 	log_debug("ctl: management port: host connected%s", c->out_len > c->out_off ? ", sending what waited" : "");
+	port_new_session(c);
 	conn_flush(c);
 }
 
@@ -194,6 +204,52 @@ static void port_timer_cb(int fd, uint32_t events, void *data)
 
 	(void)!read(fd, &n, sizeof(n));
 	port_try_reconnect(data);
+}
+
+/* A host appeared on the port: a new QMP session. The greeting must be its
+ * first line, so it goes before what is still queued; the rest of a line an
+ * earlier host got only part of is dropped (it would garble the greeting). A
+ * guest that never saw the previous host leave cannot know a new one came:
+ * then there is no greeting, and `luoinit ctl` negotiates without one. */
+static void port_new_session(struct conn *c)
+{
+	char *g = ctl_proto_format_greeting();
+	size_t glen, pending;
+	char *nl;
+
+	ctl_session_reset(&c->sess);
+	c->sessions++;
+	if (c->out_off > 0 && c->out[c->out_off - 1] != '\n') {
+		nl = memchr(c->out + c->out_off, '\n', c->out_len - c->out_off);
+		c->out_off = nl ? (size_t)(nl - c->out) + 1 : c->out_len;
+	}
+	if (!g) {
+		log_err("ctl: out of memory for the greeting");
+		return;
+	}
+	glen = strlen(g);
+	pending = c->out_len - c->out_off;
+	if (glen + pending > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		char *p;
+
+		while (cap < glen + pending)
+			cap *= 2;
+		p = realloc(c->out, cap);
+		if (!p) {
+			log_err("ctl: out of memory for the greeting");
+			free(g);
+			return;
+		}
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memmove(c->out + glen, c->out + c->out_off, pending);
+	memcpy(c->out, g, glen);
+	c->out_off = 0;
+	c->out_len = glen + pending;
+	free(g);
+	conn_update_events(c);
 }
 
 /* Write what the fd takes now: bytes written, or a negative errno. */
@@ -349,7 +405,7 @@ static void conn_handle_line(struct conn *c, const char *line, size_t len)
 	if (r == 0) {
 		c->in_handler = 1;
 		conn_update_events(c);
-		r = c->fn(req.execute, req.args, &ret, &err);
+		r = ctl_session_execute(&c->sess, c->fn, req.execute, req.args, &ret, &err);
 		c->in_handler = 0;
 		if (r < 0 && !err.desc[0])
 			ctl_proto_set_error(&err, err.class_[0] ? err.class_ : NULL, "%s: %s",
@@ -364,22 +420,28 @@ static void conn_handle_line(struct conn *c, const char *line, size_t len)
 	ctl_request_clear(&req);
 }
 
-/* Run every complete line in the input buffer, then police what is left. */
+/* Run every complete request in the input buffer (ctl_proto_frame: a line,
+ * or an object without its newline), then police what is left. */
 static void conn_process(struct conn *c)
 {
-	size_t start = 0;
+	size_t start = 0, n, used;
 	int completed = 0;
 	char *nl;
 
 	while (!c->dead && start < c->in_len) {
-		nl = memchr(c->in + start, '\n', c->in_len - start);
-		if (!nl)
-			break;
-		if (c->discarding)
+		if (c->discarding) {
+			nl = memchr(c->in + start, '\n', c->in_len - start);
+			if (!nl)
+				break;
 			c->discarding = 0;
-		else
-			conn_handle_line(c, c->in + start, (size_t)(nl - (c->in + start)));
-		start = (size_t)(nl - c->in) + 1;
+			start = (size_t)(nl - c->in) + 1;
+		} else {
+			if (!ctl_proto_frame(&c->fr, c->in + start, c->in_len - start, &n, &used))
+				break;
+			ctl_framer_reset(&c->fr);
+			conn_handle_line(c, c->in + start, n);
+			start += used;
+		}
 		completed = 1;
 	}
 	if (c->dead)
@@ -394,6 +456,7 @@ static void conn_process(struct conn *c)
 		snprintf(desc, sizeof(desc), "request line longer than %d bytes", CTL_LINE_MAX);
 		c->in_len = 0;
 		c->discarding = 1;
+		ctl_framer_reset(&c->fr);
 		conn_send_error(c, desc, NULL);
 	}
 	if (completed)
@@ -430,6 +493,7 @@ static void conn_eof(struct conn *c)
 		c->in_len = 0;
 		c->discarding = 0;
 		c->partial_since = 0;
+		ctl_framer_reset(&c->fr);
 		port_disconnected(c);
 		return;
 	}
@@ -482,6 +546,7 @@ static void conn_read(struct conn *c)
 static void conn_cb(int fd, uint32_t events, void *data)
 {
 	struct conn *c = data;
+	unsigned sessions = c->sessions;
 
 	if (c->kind == CONN_PORT && c->port_timer >= 0) {
 		/* Away: an edge-triggered wake-up, maybe the host connecting. */
@@ -507,8 +572,10 @@ static void conn_cb(int fd, uint32_t events, void *data)
 		conn_flush(c);
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		conn_read(c);
-	/* A port without a host reports EPOLLHUP with nothing to read. */
-	if (!c->dead && c->kind == CONN_PORT && c->registered && (events & EPOLLHUP))
+	/* A port without a host reports EPOLLHUP with nothing to read (unless
+	 * the session it ended was already replaced above). */
+	if (!c->dead && c->kind == CONN_PORT && c->registered && (events & EPOLLHUP) &&
+	    c->sessions == sessions)
 		port_disconnected(c);
 	else if (!c->dead && (events & EPOLLERR) && c->kind == CONN_SOCKET)
 		conn_close(c);
@@ -533,6 +600,7 @@ static void idle_timer_cb(int fd, uint32_t events, void *data)
 			c->in_len = 0;
 			c->discarding = 0;
 			c->partial_since = 0;
+			ctl_framer_reset(&c->fr);
 			continue;
 		}
 		log_info("ctl: closing a client idle mid-request");
@@ -618,6 +686,7 @@ static void accept_retry_cb(int fd, uint32_t events, void *data)
 
 static void listen_cb(int lfd, uint32_t events, void *data)
 {
+	struct conn *c;
 	struct ucred cred;
 	socklen_t clen;
 	int fd;
@@ -657,12 +726,15 @@ static void listen_cb(int lfd, uint32_t events, void *data)
 			refuse(fd, "too many clients connected");
 			continue;
 		}
-		if (!conn_new(fd, CONN_SOCKET, srv.fn)) {
+		c = conn_new(fd, CONN_SOCKET, srv.fn);
+		if (!c) {
 			log_errno(LOG_WARN, errno, "ctl: cannot serve a client");
 			refuse(fd, "server out of resources");
 			continue;
 		}
 		log_debug("ctl: client connected (pid %d, uid %u)", (int)cred.pid, (unsigned)cred.uid);
+		/* QMP: the server speaks first. (c may be gone after this.) */
+		conn_send_line(c, ctl_proto_format_greeting());
 	}
 }
 
@@ -761,13 +833,12 @@ int ctl_server_add_port(const char *devpath, ctl_handler fn)
 		close(fd);
 		return r;
 	}
-	/* The host side may not be connected: find out now, not on a busy EPOLLHUP. */
-	{
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
-			port_disconnected(c);
-	}
+	/* The host side may not be connected: find out now, not on a busy
+	 * EPOLLHUP. One that is gets its greeting now. */
+	if (port_host_present(c))
+		port_new_session(c);
+	else
+		port_disconnected(c);
 	return 0;
 }
 
@@ -787,7 +858,8 @@ void ctl_server_broadcast_event(const char *name, struct json_object *data)
 	len = strlen(line);
 	for (c = srv.conns; c; c = next) {
 		next = c->next;
-		conn_send(c, line, len, 1);
+		if (c->sess.negotiated) /* QMP: no events before negotiation */
+			conn_send(c, line, len, 1);
 	}
 	free(line);
 }

@@ -1,23 +1,23 @@
-/* The control server (design.md §4): the Unix socket and the management
- * virtio-serial port, JSON lines, many clients, bounded buffers. */
+/* The control server (design.md §4): QMP on the Unix socket and on the
+ * management virtio-serial port, many clients, bounded buffers. */
 #ifndef LUOINIT_CTL_SERVER_H
 #define LUOINIT_CTL_SERVER_H
 
 #include <stdint.h>
 
-#include "ctl/commands.h"
-
-/* Called for every well-formed request; see commands_execute() for the contract. */
-typedef int (*ctl_handler)(const char *name, struct json_object *args,
-			   struct json_object **ret, struct cmd_error *err);
+#include "ctl/session.h"
 
 /* Listen on PATH (mode 0600, stale socket replaced) with the loop (loop.h).
- * Peers whose uid is neither 0 nor our euid are refused. */
+ * Peers whose uid is neither 0 nor our euid are refused (an error line, no
+ * greeting). Each client is greeted and must negotiate (ctl/session.h); fn
+ * runs its requests after that. */
 int ctl_server_listen(const char *path, ctl_handler fn);
 /* Also serve the protocol on a character device (the virtio-serial port),
- * e.g. /dev/virtio-ports/luoinit.mgmt; survives the host side going away. */
+ * e.g. /dev/virtio-ports/luoinit.mgmt; survives the host side going away, and
+ * greets each host that appears (a new session). */
 int ctl_server_add_port(const char *devpath, ctl_handler fn);
-/* Send an event line to every connected client (best effort, never blocks). */
+/* Send an event line to every client that completed negotiation (best
+ * effort, never blocks). data is borrowed. The event sink (pid1/event.h). */
 void ctl_server_broadcast_event(const char *name, struct json_object *data);
 /* Close everything (before exec or exit). */
 void ctl_server_close(void);

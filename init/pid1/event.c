@@ -18,3 +18,27 @@ void event_emit(const char *name, struct json_object *data)
 		sink(name, data);
 	json_object_put(data);
 }
+
+void event_vm_restarted(const char *name, unsigned restarts)
+{
+	struct json_object *d = sink ? json_object_new_object() : NULL;
+
+	if (!d) /* nobody listens (or no memory): nothing to build */
+		return;
+	json_object_object_add(d, "name", json_object_new_string(name));
+	json_object_object_add(d, "restarts", json_object_new_int64(restarts));
+	event_emit("VM_RESTARTED", d);
+}
+
+void event_update_phase(const char *phase, const char *vm, double ms)
+{
+	struct json_object *d = sink ? json_object_new_object() : NULL;
+
+	if (!d)
+		return;
+	json_object_object_add(d, "phase", json_object_new_string(phase));
+	json_object_object_add(d, "ms", json_object_new_double(ms));
+	if (vm)
+		json_object_object_add(d, "vm", json_object_new_string(vm));
+	event_emit("UPDATE_PHASE", d);
+}

@@ -20,6 +20,7 @@
 
 #include "ctl/commands.h"
 #include "ctl/server.h"
+#include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/mounts.h"
@@ -407,6 +408,8 @@ int sup_run(const struct sup_opts *o)
 	}
 	if (!o->pid1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_errno(LOG_WARN, errno, "PR_SET_CHILD_SUBREAPER");
+	/* Events from the layers below reach the negotiated control clients. */
+	event_set_sink(ctl_server_broadcast_event);
 	r = ctl_server_listen(o->socket_path, commands_execute);
 	if (r < 0) {
 		log_errno(LOG_ERR, r, "control socket %s", o->socket_path);

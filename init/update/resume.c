@@ -13,6 +13,7 @@
 
 #include "vm/cpr.h"
 #include "update/handoff.h"
+#include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "update/luo.h"
@@ -156,6 +157,7 @@ void update_resume(const char *state_dir)
 		kexec_ms = t_init - h->kexec_at;
 	sup_set_kexec_ms(kexec_ms);
 	log_info("update: %.1f ms from reboot() in the old kernel to this init", kexec_ms);
+	event_update_phase("kexec", NULL, kexec_ms);
 	log_info("update: manifest generation %016" PRIx64 ", mode %s, %zu VM(s), from kernel %s", h->generation,
 		 h->mode, h->n_vms, h->old_kernel);
 	for (size_t i = 0; i < h->n_held; i++) {
@@ -227,6 +229,7 @@ void update_resume(const char *state_dir)
 		x->t_started = realtime_ms();
 		log_info("%s: state %s in %.1f ms, QEMU up in %.1f ms", vm->conf->name,
 			 luo ? "and RAM retrieved" : "opened", t_spawn - t_retrieve, x->t_started - t_spawn);
+		event_update_phase("qemu_start", vm->conf->name, x->t_started - t_init);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct rvm *x = &rv[i];
@@ -260,6 +263,9 @@ void update_resume(const char *state_dir)
 			 "restore %.1f, resume %.1f), vmstate %lld bytes", x->vm->conf->name, rec.mode, rec.blackout_ms,
 			 rec.save_ms, rec.kexec_ms, rec.qemu_start_ms, rec.restore_ms, rec.resume_ms,
 			 (long long)rec.vmstate_bytes);
+		event_update_phase("restore", x->vm->conf->name, rec.restore_ms);
+		event_update_phase("resume", x->vm->conf->name, rec.resume_ms);
+		event_update_phase("blackout", x->vm->conf->name, rec.blackout_ms);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct rvm *x = &rv[i];

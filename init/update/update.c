@@ -24,6 +24,7 @@
 #include "vm/cpr.h"
 #include "update/handoff.h"
 #include "update/kexec.h"
+#include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "update/luo.h"
@@ -424,6 +425,7 @@ void update_run_pending(void)
 		}
 		log_info("%s: saved, %lld bytes of state (RAM in stream %lld bytes) in %.1f ms", p->vm->conf->name,
 			 (long long)p->cs.vmstate_bytes, (long long)p->cs.ram_total, p->cs.done_at - p->cs.stopped_at);
+		event_update_phase("save", p->vm->conf->name, p->cs.done_at - p->cs.stopped_at);
 	}
 	if (U.luo)
 		for (size_t i = 0; i < U.n; i++) {

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "vm/qmp.h"
@@ -350,6 +351,7 @@ static void on_restart_timer(int fd, uint32_t events, void *data)
 	vm->restarts++;
 	vm->policy_spawn = true;
 	log_info("%s: restarting QEMU (restart %u)", vm->conf->name, vm->restarts);
+	event_vm_restarted(vm->conf->name, vm->restarts);
 	if (vm_spawn(vm, false, false, err, sizeof(err)) < 0) {
 		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
 		log_err("%s: restart failed: %s", vm->conf->name, err);

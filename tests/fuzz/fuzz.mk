@@ -1,6 +1,6 @@
 # libFuzzer targets (clang, ASan + UBSan) for the untrusted-input parsers:
 #   vmconf     vmconf_parse_buffer + the argv builder   (tests/fuzz/fuzz_vmconf.c)
-#   ctl_proto  one control request line + the replies   (tests/fuzz/fuzz_ctl_proto.c)
+#   ctl_proto  one control request line, a QMP session, the replies (tests/fuzz/fuzz_ctl_proto.c)
 #   qmp        the QMP client against a fake QEMU       (tests/fuzz/fuzz_qmp.c)
 #
 #   make fuzz                    each target for FUZZ_TIME seconds; fails on any
@@ -29,7 +29,7 @@ FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unus
 FUZZ_LIBS   := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
-FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c
+FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c init/ctl/session.c
 FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/vm/qmp.c init/pid1/log.c
 
 # Longest input: a config file well past a real one; a request line past

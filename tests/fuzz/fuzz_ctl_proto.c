@@ -1,10 +1,12 @@
 /* libFuzzer target: one control-protocol request line (design.md §4) through
- * ctl_proto_parse, then the replies the server would send for it.
+ * ctl_proto_parse and a QMP session (before and after negotiation), then the
+ * replies the server would send for it.
  *
  * Checks beyond memory safety: the parse result is one of the documented
  * codes; every error is named; accepted requests hold no NUL in a string;
- * the reply lines (return, error, event) are single lines of valid JSON that
- * echo the request's id unchanged. */
+ * before negotiation only qmp_capabilities runs, and the handler only after;
+ * the reply lines (greeting, return, error, event) are single lines of valid
+ * JSON that echo the request's id unchanged. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "ctl/proto.h"
+#include "ctl/session.h"
 
 #define CHECK(cond)                                                                  \
 	do {                                                                         \
@@ -95,6 +98,41 @@ static void check_error(const struct cmd_error *err)
 	CHECK(err->class_[0] && err->desc[0]);
 }
 
+static int handled;
+
+static int handler(const char *name, json_object *args, json_object **ret, struct cmd_error *err)
+{
+	handled++;
+	*ret = args ? json_object_get(args) : NULL;
+	return 0;
+}
+
+/* The request in a new session, then in a negotiated one. */
+static void check_session(const struct ctl_request *req)
+{
+	struct ctl_session s;
+	struct cmd_error err;
+	json_object *ret;
+	int caps = strcmp(req->execute, "qmp_capabilities") == 0, r;
+
+	ctl_session_reset(&s);
+	handled = 0;
+	memset(&err, 0, sizeof(err));
+	r = ctl_session_execute(&s, handler, req->execute, req->args, &ret, &err);
+	CHECK(handled == 0);
+	CHECK(caps || (r < 0 && strcmp(err.class_, "CommandNotFound") == 0));
+	CHECK(r < 0 || (caps && s.negotiated));
+	if (r < 0)
+		check_error(&err);
+	json_object_put(ret);
+	s.negotiated = true;
+	memset(&err, 0, sizeof(err));
+	r = ctl_session_execute(&s, handler, req->execute, req->args, &ret, &err);
+	CHECK(handled == !caps && s.negotiated);
+	CHECK(!caps || (r < 0 && strcmp(err.class_, "CommandNotFound") == 0));
+	json_object_put(ret);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ctl_request req;
@@ -117,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      json_object_is_type(v, json_type_string));
 		CHECK(!req.args || json_object_is_type(req.args, json_type_object));
 		check_no_nul(req.root);
+		check_session(&req);
 		/* The server answers with the arguments echoed, say. */
 		o = check_line(ctl_proto_format_return(req.args, req.id));
 		CHECK(json_object_object_get_ex(o, "return", &v));
@@ -124,6 +163,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_id(o, req.id);
 		json_object_put(o);
 		o = check_line(ctl_proto_format_event(req.execute, req.args, INT64_MAX, -1));
+		json_object_put(o);
+		o = check_line(ctl_proto_format_greeting());
+		CHECK(json_object_object_get_ex(o, "QMP", &v));
 		json_object_put(o);
 		ctl_proto_set_error(&err, "CommandNotFound", "unknown command \"%s\"", req.execute);
 		break;

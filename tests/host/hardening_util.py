@@ -41,6 +41,7 @@ def become_subreaper():
 
 # Polling, /proc reading and the raw client are the other host tests' (helpers.py).
 from helpers import Conn as _Conn  # noqa: E402
+from helpers import qmp_socket  # noqa: E402,F401
 from helpers import alive, all_stats, children_of, descendants, proc_stat, wait_for  # noqa: E402,F401
 
 

@@ -1,6 +1,7 @@
 """Shared pieces of the host-level supervisor tests: a `luoinit --host` process
-with its own state dir, a raw control-protocol client, the heartbeat serial log
-parser, and process bookkeeping that makes sure no QEMU we caused survives.
+with its own state dir, a raw control-protocol (QMP) client, the heartbeat
+serial log parser, and process bookkeeping that makes sure no QEMU we caused
+survives.
 
 Only the standard library: the tests run with Debian's /usr/bin/python3.
 """
@@ -134,18 +135,37 @@ class CtlError(Exception):
 
 
 class Conn:
-    """One raw connection to the control socket, JSON lines."""
+    """One raw connection to the control socket, QMP: the greeting is read and
+    capabilities negotiated first (negotiate=False leaves both to the test)."""
 
-    def __init__(self, path, timeout=30):
+    def __init__(self, path, timeout=30, negotiate=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        self.buf = b""
+        self.next_id = 0
+        self.greeting = None
         try:
             self.sock.connect(path)
+            if negotiate:
+                self.negotiate(timeout)
         except BaseException:
             self.sock.close()
             raise
-        self.buf = b""
-        self.next_id = 0
+
+    def read_greeting(self, timeout=60):
+        """The first line: {"QMP": {"version": ..., "capabilities": [...]}}."""
+        line = self.read_line(timeout)
+        msg = json.loads(line)
+        assert isinstance(msg, dict) and isinstance(msg.get("QMP"), dict), \
+            f"expected the QMP greeting, got {line[:300]!r}"
+        self.greeting = msg
+        return msg
+
+    def negotiate(self, timeout=60):
+        """QMP: the greeting, then qmp_capabilities, before any command."""
+        self.read_greeting(timeout)
+        r = self.request("qmp_capabilities", timeout=timeout)
+        assert r.get("return") == {}, f"qmp_capabilities: {r}"
 
     def close(self):
         try:
@@ -183,6 +203,13 @@ class Conn:
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 
+    def read_event(self, timeout=60):
+        """Next event (replies in between are an error)."""
+        line = self.read_line(timeout).strip()
+        msg = json.loads(line)
+        assert "event" in msg, f"expected an event, got {msg}"
+        return msg
+
     def read_msg(self, timeout=60):
         """Next reply (events are skipped)."""
         while True:
@@ -213,6 +240,14 @@ class Conn:
             raise CtlError(r["error"])
         assert "return" in r, r
         return r["return"]
+
+
+def qmp_socket(path, timeout=30):
+    """A bare socket with the QMP handshake done, for tests that then write
+    and read (or do not read) on their own."""
+    c = Conn(path, timeout)
+    assert not c.buf, f"unread bytes after the handshake: {c.buf[:200]!r}"
+    return c.sock
 
 
 # ---- the supervisor ------------------------------------------------------

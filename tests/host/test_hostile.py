@@ -19,7 +19,7 @@ import time
 import pytest
 
 from hardening_util import (Conn, Supervisor, expect_error_or_close, heartbeat_vm,
-                            wait_for)
+                            qmp_socket, wait_for)
 
 RTT_LIMIT = 2.0  # a status round trip while another client misbehaves
 
@@ -172,10 +172,8 @@ WRONG = [
     ("null", None),
     ("42", None),
     ("true", None),
-    ('{"execute": "status"} trailing', None),
     ('{"execute": "status",}', None),
     ("{'execute': 'status'}", None),
-    ('{"execute": "status"}{"execute": "status"}', None),
     ('{"execute": "st\\u0000atus", "id": "w34"}', "w34"),
     ('{"execute": "status\\u0000", "id": "w35"}', "w35"),
     ('{"execute": "\\ud800", "id": "w36"}', "w36"),
@@ -332,7 +330,7 @@ def test_64_clients_and_one_too_many(sup):
         assert all(r and "return" in r for r in replies), [r for r in replies if not r or "return" not in r][:3]
         # the 65th: an error line or a closed connection, never service
         try:
-            extra = Conn(sup.sock_path, timeout=10)
+            extra = Conn(sup.sock_path, timeout=10, negotiate=False)
         except OSError:
             extra = None  # refused at connect: fine too
         if extra is not None:
@@ -378,9 +376,7 @@ def test_disconnect_mid_reply(sup):
     big = b'{"execute": "vm-log", "arguments": {"name": "hb", "bytes": 65536}}\n'
     st = b'{"execute": "status"}\n'
     for i in range(60):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(sup.sock_path)
+        s = qmp_socket(sup.sock_path, timeout=10)
         if i % 2:
             # abortive close: RST instead of FIN
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -397,8 +393,7 @@ def test_disconnect_mid_reply(sup):
 def test_client_that_never_reads(sup):
     """A client pipelines requests and never reads a reply: it must not stall
     the loop or grow the server without bound; others are served meanwhile."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sup.sock_path)
+    s = qmp_socket(sup.sock_path)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.setblocking(False)
     line = b'{"execute": "vm-log", "arguments": {"name": "hb", "bytes": 65536}}\n'

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,68 @@ static void test_format_event(void **state)
 	json_object_put(data);
 }
 
+/* Frame all of s, fed in pieces of `step` bytes; the requests found, '|'-joined. */
+static void frames(const char *s, size_t step, char *out, size_t outlen)
+{
+	struct ctl_framer f;
+	size_t len = strlen(s), start = 0, avail = 0, n, used;
+
+	out[0] = '\0';
+	ctl_framer_reset(&f);
+	while (start < len) {
+		if (avail < len)
+			avail = avail + step > len ? len : avail + step;
+		if (!ctl_proto_frame(&f, s + start, avail - start, &n, &used)) {
+			if (avail == len)
+				break;
+			continue;
+		}
+		assert_true(n <= used && used <= avail - start && used > 0);
+		snprintf(out + strlen(out), outlen - strlen(out), "%s%.*s", out[0] ? "|" : "", (int)n, s + start);
+		start += used;
+		ctl_framer_reset(&f);
+	}
+}
+
+/* A request ends at its newline, or at the brace closing a valid object
+ * (QMP clients need not send newlines); junk runs on to its newline. */
+static void test_frame(void **state)
+{
+	static const struct { const char *in, *want; } cases[] = {
+		{ "{\"execute\":\"a\"}\n", "{\"execute\":\"a\"}|" },
+		{ "{\"execute\":\"a\"}{\"execute\":\"b\"}", "{\"execute\":\"a\"}|{\"execute\":\"b\"}" },
+		{ " {\"a\":\"}{\\\"\",\"b\":[{}]} x\n", " {\"a\":\"}{\\\"\",\"b\":[{}]}| x" },
+		{ "{x}{\"a\":1}\n{\"b\":2}", "{x}{\"a\":1}|{\"b\":2}" },
+		{ "[1,2]\n\r\n42\n", "[1,2]|\r|42" },
+		{ "{\"a\": \"unterminated\n{\"b\":1}", "{\"a\": \"unterminated|{\"b\":1}" },
+		{ "{\"a\":{\"b\":1}\n", "{\"a\":{\"b\":1}" },
+		{ "{\"partial\":", "" },
+	};
+	char out[512];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t step = 1; step <= 64; step *= 4) {
+			frames(cases[i].in, step, out, sizeof(out));
+			if (strcmp(out, cases[i].want) != 0)
+				fail_msg("case %zu step %zu: got '%s', want '%s'", i, step, out, cases[i].want);
+		}
+}
+
+/* QEMU's greeting shape (monitor/qmp.c qmp_greeting), luoinit's version. */
+static void test_format_greeting(void **state)
+{
+	char *s = ctl_proto_format_greeting();
+	char want[256];
+
+	snprintf(want, sizeof(want),
+		 "{\"QMP\":{\"version\":{\"qemu\":{\"major\":%d,\"minor\":%d,\"micro\":%d},"
+		 "\"package\":\"%s\"},\"capabilities\":[]}}\n", LUOINIT_VERSION_MAJOR,
+		 LUOINIT_VERSION_MINOR, LUOINIT_VERSION_MICRO, LUOINIT_PACKAGE);
+	assert_non_null(s);
+	assert_string_equal(s, want);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +292,8 @@ int main(void)
 		cmocka_unit_test(test_format_return),
 		cmocka_unit_test(test_format_error),
 		cmocka_unit_test(test_format_event),
+		cmocka_unit_test(test_format_greeting),
+		cmocka_unit_test(test_frame),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* ctl_server: the real server in this process, driven with loop_run_once()
- * and real Unix sockets in a temporary directory. */
+ * and real Unix sockets in a temporary directory. client() does the QMP
+ * handshake; raw_client() leaves it to the test. */
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include "ctl/proto.h"
 #include "ctl/server.h"
+#include "pid1/event.h"
 #include "pid1/loop.h"
 
 static char dir[64];
@@ -103,7 +105,7 @@ static void pump(int ms)
 		assert_true(loop_run_once(5) >= 0);
 }
 
-static int client(void)
+static int raw_client(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -111,6 +113,30 @@ static int client(void)
 	assert_true(fd >= 0);
 	strcpy(sa.sun_path, path);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void expect_line(int fd, const char *want);
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define GREETING "{\"QMP\":{\"version\":{\"qemu\":{\"major\":" STR(LUOINIT_VERSION_MAJOR) \
+	",\"minor\":" STR(LUOINIT_VERSION_MINOR) ",\"micro\":" STR(LUOINIT_VERSION_MICRO) \
+	"},\"package\":\"" LUOINIT_PACKAGE "\"},\"capabilities\":[]}}"
+
+/* QMP: the greeting, then qmp_capabilities. */
+static void negotiate(int fd)
+{
+	expect_line(fd, GREETING);
+	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":\"caps\"}\n");
+	expect_line(fd, "{\"return\":{},\"id\":\"caps\"}");
+}
+
+static int client(void)
+{
+	int fd = raw_client();
+
+	negotiate(fd);
 	return fd;
 }
 
@@ -340,7 +366,7 @@ static void test_client_limit(void **state)
 	}
 	pump(20);
 	assert_int_equal(ctl_server_client_count(), 64);
-	extra = client();
+	extra = raw_client(); /* refused: an error line, no greeting */
 	expect_contains(extra, "too many clients");
 	expect_eof(extra);
 	close_client(extra);
@@ -442,6 +468,55 @@ static void test_events(void **state)
 	expect_contains(a, "\"event\":\"DURING\"");
 	expect_line(a, "{\"return\":{},\"id\":1}");
 	expect_contains(b, "\"event\":\"DURING\"");
+	close_client(a);
+	close_client(b);
+}
+
+/* QMP: the greeting first; nothing but qmp_capabilities before negotiation
+ * (the handler is not even asked); it succeeds once. */
+static void test_handshake(void **state)
+{
+	int fd = raw_client();
+
+	expect_line(fd, GREETING);
+	send_str(fd, "{\"execute\":\"status\",\"id\":1}\n{\"execute\":\"nope\",\"id\":2}\n");
+	expect_line(fd, "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities "
+			"negotiation with 'qmp_capabilities'\"},\"id\":1}");
+	expect_contains(fd, "Expecting capabilities negotiation");
+	/* Malformed input is still just malformed. */
+	send_str(fd, "{\"execute\":7,\"id\":3}\n");
+	expect_contains(fd, "\"class\":\"GenericError\"");
+	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":4}\n");
+	expect_line(fd, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"Capability oob not available\"},"
+			"\"id\":4}");
+	assert_int_equal(handler_calls, 0);
+	/* Without a newline, as QEMU's Python client sends it. */
+	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":5}");
+	expect_line(fd, "{\"return\":{},\"id\":5}");
+	send_str(fd, "{\"execute\":\"qmp_capabilities\",\"id\":6}\n{\"execute\":\"status\",\"id\":7}\n");
+	expect_line(fd, "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Capabilities negotiation "
+			"is already complete, command ignored\"},\"id\":6}");
+	expect_line(fd, "{\"return\":{\"ok\":true},\"id\":7}");
+	assert_int_equal(handler_calls, 1);
+	close_client(fd);
+}
+
+/* Events reach negotiated clients only, also through the sink of pid1/event.h. */
+static void test_events_after_negotiation(void **state)
+{
+	int a = raw_client(), b = client();
+
+	event_set_sink(ctl_server_broadcast_event);
+	expect_line(a, GREETING);
+	event_emit("FIRST", NULL);
+	expect_contains(b, "\"event\":\"FIRST\"");
+	/* a was greeted but not negotiated: the next line it sees is its reply. */
+	send_str(a, "{\"execute\":\"qmp_capabilities\"}\n");
+	expect_line(a, "{\"return\":{}}");
+	event_emit("SECOND", NULL);
+	expect_contains(a, "\"event\":\"SECOND\",\"data\":{}");
+	expect_contains(b, "\"event\":\"SECOND\"");
+	event_set_sink(NULL);
 	close_client(a);
 	close_client(b);
 }
@@ -550,10 +625,16 @@ static void test_port_pty(void **state)
 	assert_int_equal(unlockpt(m), 0);
 	assert_int_equal(ctl_server_add_port(ptsname(m), test_handler), 0);
 	assert_int_equal(fcntl(m, F_SETFL, O_NONBLOCK), 0);
+	/* A host is there (the master is open): it is greeted. */
+	expect_line(m, GREETING);
 	send_str(m, "junk from an earlier host{\"execute\":\"status\",\"id\":1}\n"
 		    "{\"execute\":\"status\",\"id\":2}\n");
 	expect_contains(m, "malformed JSON");
-	expect_line(m, "{\"return\":{\"ok\":true},\"id\":2}");
+	expect_contains(m, "Expecting capabilities negotiation");
+	ctl_server_broadcast_event("EARLY", NULL); /* not negotiated: not sent */
+	send_str(m, "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"status\",\"id\":3}\n");
+	expect_line(m, "{\"return\":{}}");
+	expect_line(m, "{\"return\":{\"ok\":true},\"id\":3}");
 	ctl_server_broadcast_event("PORT", NULL);
 	expect_contains(m, "\"event\":\"PORT\"");
 	close_client(m);
@@ -584,6 +665,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_slow_reader_disconnected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_events_after_negotiation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handler_closes_server, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nested_loop_in_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket, setup, teardown),
