@@ -30,9 +30,15 @@ MUSL_LIBS := -lkmod -lblkid -ljson-c
 HOST_CC  ?= gcc
 HOST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # idirafter: only headers the system lacks (linux/liveupdate.h) come from the kernel's UAPI.
-HOST_CFLAGS := $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit \
-               $(shell pkg-config --cflags json-c libkmod blkid 2>/dev/null) -idirafter $(KHDR)/include
-HOST_LIBS := $(shell pkg-config --libs json-c libkmod blkid 2>/dev/null) -lcmocka
+HOST_CFLAGS := $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit -idirafter $(KHDR)/include
+# The system's libraries for the host (sanitized) builds, lint and fuzz. Their
+# flags are asked of pkg-config when a recipe runs, never when this file is
+# parsed: on a fresh machine deps-ok installs them (and pkg-config) only after
+# that. PKG_CFLAGS/PKG_LIBS open a recipe line: they set $$pc (and fail on a
+# missing package) for the command after them.
+HOST_PKGS := json-c libkmod blkid
+PKG_CFLAGS = pc=$$(pkg-config --cflags $(1)) &&
+PKG_LIBS   = pc=$$(pkg-config --libs $(1)) &&
 
 .PHONY: all deps sysroot headers run start stop check check-unit check-host check-board soak \
         bench lint fuzz clean distclean
@@ -56,7 +62,7 @@ $(B)/musl/%.o: %.c $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok
 $(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(HOST_CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(call PKG_CFLAGS,$(HOST_PKGS)) $(HOST_CC) $(HOST_CFLAGS) $$pc -MMD -MP -c $< -o $@
 
 .PHONY: deps-ok
 deps-ok:
@@ -73,10 +79,9 @@ distclean:
 
 # Static analysis of our own code (not of the sysroot's libraries).
 LINT_SRCS := $(INIT_SRCS) $(VMCONF_SRCS)
-lint: $(SYSROOT_STAMP) $(KHDR_STAMP)
+lint: $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 		--inline-suppr --std=c11 -D_GNU_SOURCE -Iinit -Ivmconf $(LINT_SRCS)
-	clang-tidy --quiet --warnings-as-errors='*' \
+	$(call PKG_CFLAGS,json-c) clang-tidy --quiet --warnings-as-errors='*' \
 		--checks='-*,clang-analyzer-*,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition,-clang-analyzer-security.insecureAPI.*,-bugprone-implicit-widening-of-multiplication-result,-clang-analyzer-valist.Uninitialized' \
-		$(LINT_SRCS) -- $(CSTD) -Iinit -Ivmconf -idirafter $(KHDR)/include \
-		$(shell pkg-config --cflags json-c 2>/dev/null)
+		$(LINT_SRCS) -- $(CSTD) -Iinit -Ivmconf -idirafter $(KHDR)/include $$pc

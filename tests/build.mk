@@ -14,12 +14,12 @@ LIB_HOST_OBJS := $(patsubst %.c,$(B)/host/%.o,$(VMCONF_LIB_SRCS) $(INIT_LIB_SRCS
 $(B)/tests/%: $(B)/host/tests/unit/%.o $(LIB_HOST_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
+	$(Q)$(call PKG_LIBS,$(HOST_PKGS)) $(HOST_CC) $(HOST_SAN) -o $@ $^ $$pc -lcmocka
 
 # Host-built CLIs (sanitized) so the CLI tests also run under ASan.
 $(B)/host/vmconf-cli: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
 	@echo "  LD      $@"
-	$(Q)$(HOST_CC) $(HOST_SAN) -o $@ $^ $(HOST_LIBS)
+	$(Q)$(call PKG_LIBS,$(HOST_PKGS)) $(HOST_CC) $(HOST_SAN) -o $@ $^ $$pc -lcmocka
 
 # Fetched once (cached under build/): no prerequisites.
 $(QEMU_QMP)/.stamp:
@@ -40,12 +40,13 @@ check-board: all $(BOARD_TEST_DEPS)
 	@mkdir -p $(RESULTS)
 	@$(PYTHON) tests/run.py --results $(RESULTS) board tests/board
 
-# Run every tier even when one fails, then print the total and fail if any did.
+# Run every tier even when one fails, then print the total; fail if any tier
+# failed, left no result (e.g. its build failed) or ran no test.
 check:
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	@rc=0; for t in check-unit check-host check-board; do \
 		$(MAKE) --no-print-directory $$t || rc=1; done; \
-	$(PYTHON) tests/run.py --results $(RESULTS) --summary; s=$$?; \
+	$(PYTHON) tests/run.py --results $(RESULTS) --summary unit host board; s=$$?; \
 	[ $$rc = 0 ] && [ $$s = 0 ]
 
 # The live-update benchmark (slow: boots the board once per size and mode).

@@ -3,28 +3,50 @@
 
   run.py --results DIR unit BIN...     cmocka binaries
   run.py --results DIR host|board DIR  pytest on a folder
-  run.py --results DIR --summary       "check: N passed, N failed[, N skipped]"
+  run.py --results DIR --summary [TIER...]
+                                       "check: N passed, N failed, N skipped";
+                                       fails when a tier (default: unit host
+                                       board) failed, left no result or ran
+                                       no test
 """
 import os
 import re
 import subprocess
 import sys
 
+TIERS = ("unit", "host", "board")
+
+
+def _sum(pattern, text):
+    return sum(int(n) for n in re.findall(pattern, text, re.M))
+
 
 def run_cmocka(bins):
-    passed = failed = 0
+    """cmocka's own counts, summed over every group of every binary. A binary
+    that ran fewer tests than it announced (a crash, a sanitizer abort), none
+    at all, or exited nonzero with no failure counted, counts as failed."""
+    passed = failed = skipped = 0
     for b in bins:
         p = subprocess.run([b], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sys.stdout.write(p.stdout)
-        m = re.search(r"\[  PASSED  \] (\d+) test", p.stdout)
-        f = re.search(r"\[  FAILED  \] (\d+) test", p.stdout)
-        np, nf = int(m.group(1)) if m else 0, int(f.group(1)) if f else 0
-        if p.returncode != 0 and nf == 0:
-            nf = 1  # crashed (sanitizer) before cmocka could count
-            print(f"run.py: {b} exited with {p.returncode}")
-        passed += np
+        planned = _sum(r"^\[==========\] Running (\d+) test", p.stdout)
+        np_ = _sum(r"^\[  PASSED  \] (\d+) test", p.stdout)
+        nf = _sum(r"^\[  FAILED  \] (\d+) test", p.stdout)
+        ns = _sum(r"^\[  SKIPPED \] (\d+) test", p.stdout)
+        if planned == 0:
+            nf = max(nf, 1)
+            print(f"run.py: {b} ran no test (exit {p.returncode})")
+        elif np_ + nf + ns < planned:
+            missing = planned - (np_ + nf + ns)
+            nf += missing
+            print(f"run.py: {b} announced {planned} tests, {missing} never finished (exit {p.returncode})")
+        elif p.returncode != 0 and nf == 0:
+            nf = 1
+            print(f"run.py: {b} exited with {p.returncode} and no failed test")
+        passed += np_
         failed += nf
-    return passed, failed, 0
+        skipped += ns
+    return passed, failed, skipped
 
 
 def run_pytest(folder, tier):
@@ -45,9 +67,42 @@ def run_pytest(folder, tier):
     for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", last):
         counts[k] = int(n)
     failed = counts["failed"] + counts["error"]
-    if p.returncode not in (0, 5) and failed == 0:
+    if p.returncode == 5:  # pytest collected nothing: a tier that tests nothing fails
+        print(f"run.py: pytest collected no test in {folder}")
+        failed = max(failed, 1)
+    elif p.returncode != 0 and failed == 0:
+        print(f"run.py: pytest exited with {p.returncode} and no failed test")
         failed = 1
     return counts["passed"], failed, counts["skipped"]
+
+
+def summary(results, tiers):
+    """One line per tier and the total; fails when a tier failed a test, left
+    no result (it did not run, or stopped before its tests, e.g. on a build
+    error), or ran no test at all (everything skipped)."""
+    tot = [0, 0, 0]
+    missing, empty = [], []
+    for name in tiers:
+        try:
+            with open(os.path.join(results, name)) as f:
+                vals = [int(x) for x in f.read().split()]
+            if len(vals) != 3:
+                raise ValueError(vals)
+        except (OSError, ValueError):
+            print(f"{name}: NO RESULT (the tier did not run, or stopped before its tests)")
+            missing.append(name)
+            continue
+        print(f"{name}: {vals[0]} passed, {vals[1]} failed, {vals[2]} skipped")
+        if vals[0] + vals[1] == 0:
+            empty.append(name)
+        tot = [x + y for x, y in zip(tot, vals)]
+    line = f"check: {tot[0]} passed, {tot[1]} failed, {tot[2]} skipped"
+    if missing:
+        line += f"; no result from {', '.join(missing)}"
+    if empty:
+        line += f"; no test ran in {', '.join(empty)}"
+    print(line)
+    sys.exit(1 if tot[1] or missing or empty else 0)
 
 
 def main():
@@ -56,14 +111,7 @@ def main():
         sys.exit(__doc__)
     results = a[1]
     if a[2] == "--summary":
-        tot = [0, 0, 0]
-        for name in sorted(os.listdir(results)):
-            with open(os.path.join(results, name)) as f:
-                vals = [int(x) for x in f.read().split()]
-            print(f"{name}: {vals[0]} passed, {vals[1]} failed, {vals[2]} skipped")
-            tot = [x + y for x, y in zip(tot, vals)]
-        print(f"check: {tot[0]} passed, {tot[1]} failed, {tot[2]} skipped")
-        sys.exit(1 if tot[1] or tot[0] == 0 else 0)
+        summary(results, a[3:] or TIERS)
     tier = a[2]
     res = run_cmocka(a[3:]) if tier == "unit" else run_pytest(a[3], tier)
     with open(os.path.join(results, tier), "w") as f:

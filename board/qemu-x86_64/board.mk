@@ -22,7 +22,7 @@ $(BB)/bzImage.abi: $(BB)/bzImage $(BOARD_DIR)/kernel-abi.sh
 
 # --- a probe initramfs whose /init prints a marker and powers off: checks the
 # kernel reaches user space, and decides whether KVM really works here.
-$(BB)/probe/init: $(BOARD_DIR)/probe-init.c
+$(BB)/probe/init: $(BOARD_DIR)/probe-init.c | deps-ok
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) -static -Os -Wall -Wextra -Werror -o $@ $<
 	@strip $@

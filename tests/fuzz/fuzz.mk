@@ -25,8 +25,7 @@ FZ           := $(B)/fuzz
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
                -g -O1 -fno-omit-frame-pointer \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-               -Ivmconf -Iinit $(shell pkg-config --cflags json-c 2>/dev/null)
-FUZZ_LIBS   := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+               -Ivmconf -Iinit
 
 FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
 FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c init/ctl/session.c
@@ -49,9 +48,11 @@ FUZZ_HDRS := $(wildcard vmconf/*.h init/*/*.h)
 
 # One clang command per target, from the sources (they are few and small).
 define FUZZ_RULE
-$(FZ)/fuzz_$(1): tests/fuzz/fuzz.mk $(FUZZ_HDRS) $(FUZZ_SRCS_$(1))
+# (json-c's flags come from pkg-config when the recipe runs: see PKG_CFLAGS.)
+$(FZ)/fuzz_$(1): tests/fuzz/fuzz.mk $(FUZZ_HDRS) $(FUZZ_SRCS_$(1)) | deps-ok
 	@mkdir -p $(FZ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ $(FUZZ_SRCS_$(1)) $(FUZZ_LIBS)
+	pc=$$$$(pkg-config --cflags --libs json-c) && \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ $(FUZZ_SRCS_$(1)) $$$$pc
 endef
 $(foreach t,vmconf ctl_proto qmp,$(eval $(call FUZZ_RULE,$(t))))
 

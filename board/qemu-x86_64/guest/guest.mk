@@ -8,10 +8,11 @@ HB_CFLAGS     := -m32 -march=i686 -ffreestanding -nostdlib -fno-pic -fno-pie \
                  -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2
 HB_OBJS       := $(BB)/guest/boot.o $(BB)/guest/heartbeat.o
 
-$(BB)/guest/%.o: $(HB_DIR)/%.c
+# deps-ok: on a fresh machine gcc and binutils come from it (multilib is not needed).
+$(BB)/guest/%.o: $(HB_DIR)/%.c | deps-ok
 	@mkdir -p $(dir $@)
 	$(HB_CC) $(HB_CFLAGS) -c $< -o $@
-$(BB)/guest/%.o: $(HB_DIR)/%.S
+$(BB)/guest/%.o: $(HB_DIR)/%.S | deps-ok
 	@mkdir -p $(dir $@)
 	$(HB_CC) -m32 -c $< -o $@
 $(HEARTBEAT): $(HB_OBJS) $(HB_DIR)/heartbeat.ld
