@@ -168,8 +168,9 @@ static void echo(const u8 *f, u32 len, u32 counter)
 	if (slot < 0)
 		return;
 	u8 *r = txbuf[slot] + HDR, *p = r + UDP_AT;
-	u32 n = 5, plen = ulen - 8;
-	memcpy(p, "echo ", 5);
+	u32 n = 0, plen = ulen - 8;
+	for (const char *s = "echo "; *s; s++)
+		p[n++] = (u8)*s;
 	n += fmt_u((char *)p + n, counter);
 	p[n++] = ' ';
 	if (plen > ETH_MAX - UDP_AT - n)
