@@ -1,15 +1,16 @@
 # The heartbeat guest (design.md §8): a multiboot ELF32 booted with
 # `qemu-system-x86_64 -kernel heartbeat.elf -append "fill_mib=N|all seed=N"`.
+# A virtio disk and a virtio NIC are used when present (heartbeat.c).
 HEARTBEAT     := $(BB)/heartbeat.elf
 HB_CC         ?= gcc
 HB_DIR        := board/$(BOARD)/guest
 HB_CFLAGS     := -m32 -march=i686 -ffreestanding -nostdlib -fno-pic -fno-pie \
                  -fno-stack-protector -fno-asynchronous-unwind-tables -mno-sse -mno-mmx \
-                 -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2
-HB_OBJS       := $(BB)/guest/boot.o $(BB)/guest/heartbeat.o
+                 -fno-tree-loop-distribute-patterns -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2
+HB_OBJS       := $(BB)/guest/boot.o $(patsubst %,$(BB)/guest/%.o,heartbeat serial pci virtio vblk vnet)
 
 # deps-ok: on a fresh machine gcc and binutils come from it (multilib is not needed).
-$(BB)/guest/%.o: $(HB_DIR)/%.c | deps-ok
+$(BB)/guest/%.o: $(HB_DIR)/%.c $(HB_DIR)/guest.h | deps-ok
 	@mkdir -p $(dir $@)
 	$(HB_CC) $(HB_CFLAGS) -c $< -o $@
 $(BB)/guest/%.o: $(HB_DIR)/%.S | deps-ok
