@@ -90,7 +90,7 @@ static int pid1_main(void)
 	static struct cmdline cl;
 	static char dev[256], fstype[32], config[4096];
 	static struct sup_opts o;
-	char **names = NULL, **extra = NULL, **loaded = NULL;
+	char **names = NULL, **extra = NULL, **loaded = NULL, **failed = NULL;
 	size_t n = 0;
 	int r, fd;
 
@@ -133,7 +133,7 @@ static int pid1_main(void)
 		if (all) {
 			for (size_t i = 0; i < a; i++) all[n++] = names[i];
 			for (size_t i = 0; i < b; i++) all[n++] = extra[i];
-			r = modules_load(NULL, all, n, &loaded);
+			r = modules_load(NULL, all, n, &loaded, &failed);
 			if (r < 0)
 				log_errno(LOG_ERR, r, "kernel modules");
 			else if (r > 0)
@@ -148,6 +148,7 @@ static int pid1_main(void)
 	o.socket_path = CONTROL_SOCKET;
 	o.mgmt_name = cl.mgmt[0] ? cl.mgmt : NULL;
 	o.modules_loaded = loaded;
+	o.modules_failed = failed;
 	o.liveupdate_cmdline = cl.liveupdate_on;
 	r = statefs_find(cl.state, STATE_TIMEOUT, dev, sizeof(dev), fstype, sizeof(fstype));
 	if (r < 0) {
