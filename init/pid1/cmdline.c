@@ -175,7 +175,7 @@ int cmdline_read_raw(char *buf, size_t size)
 
 int cmdline_read(struct cmdline *ret)
 {
-	char buf[8192];
+	char buf[8192] = "";
 	int r = cmdline_read_raw(buf, sizeof(buf));
 
 	if (r < 0)

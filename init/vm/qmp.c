@@ -365,15 +365,19 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 	int64_t id, deadline;
 	int r;
 
-	if (!q || !execute || timeout_ms < 0)
+	if (!q || !execute || timeout_ms < 0) {
+		set_err(err, errlen, "%s: no QMP connection or a bad argument", execute ? execute : "(none)");
 		return -EINVAL;
+	}
 	if (q->closed) {
 		set_err(err, errlen, "QEMU closed the QMP connection");
 		return -EPIPE;
 	}
 	deadline = mono_ms() + timeout_ms;
-	if (!(line = format_cmd(q, execute, args, &id, &n)))
+	if (!(line = format_cmd(q, execute, args, &id, &n))) {
+		set_err(err, errlen, "%s: out of memory", execute);
 		return -ENOMEM;
+	}
 	r = send_all(q, line, n, send_fd, deadline);
 	free(line);
 	if (r < 0) {
