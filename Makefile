@@ -5,7 +5,7 @@
 #   make check-unit   unit tests under ASan/UBSan (fast)
 #   make check-host   luoinit --host with real QEMU under TCG
 #   make bench        live-update benchmark on the board
-#   make lint         cppcheck + clang-tidy
+#   make lint         the layers' includes, cppcheck + clang-tidy
 #   make fuzz         libFuzzer (clang, ASan+UBSan) on vmconf, ctl_proto and QMP for
 #                     FUZZ_TIME s each (default 60); fails on any finding (tests/fuzz/fuzz.mk)
 
@@ -80,6 +80,7 @@ distclean:
 # Static analysis of our own code (not of the sysroot's libraries).
 LINT_SRCS := $(INIT_SRCS) $(VMCONF_SRCS)
 lint: $(SYSROOT_STAMP) $(KHDR_STAMP) | deps-ok
+	sh tests/check_layers.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 		--inline-suppr --std=c11 -D_GNU_SOURCE -Iinit -Ivmconf $(LINT_SRCS)
 	$(call PKG_CFLAGS,json-c) clang-tidy --quiet --warnings-as-errors='*' \

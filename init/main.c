@@ -1,5 +1,7 @@
 /* luoinit: PID 1 (or /init), `luoinit ctl ...`, or `luoinit --host ...`.
- * main() only wires the pieces together. */
+ * main() only wires the pieces together: the control server (ctl/) serves
+ * the commands on top of the supervisor, which runs the update and VM
+ * layers below it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -10,8 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pid1/cmdline.h"
 #include "ctl/client.h"
+#include "ctl/commands.h"
+#include "ctl/server.h"
+#include "pid1/cmdline.h"
+#include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/modules.h"
@@ -31,7 +36,36 @@ static void usage(FILE *f)
 	fprintf(f, "usage: luoinit                         (as PID 1 or /init)\n"
 		   "       luoinit ctl [--socket PATH] COMMAND [key=value ...]\n"
 		   "       luoinit ctl [--socket PATH] watch\n"
-		   "       luoinit --host --state-dir DIR --config FILE [--socket PATH]\n");
+		   "       luoinit --host --state-dir DIR --config FILE [--socket PATH] [--test-faults]\n");
+}
+
+static int serve_port(const char *dev)
+{
+	return ctl_server_add_port(dev, commands_execute);
+}
+
+/* The supervisor below, the control server on top: returns only in --host
+ * mode, with its exit status. */
+static int serve(struct sup_opts *o, const char *socket_path)
+{
+	int r;
+
+	o->serve_port = serve_port;
+	/* Events from the layers below reach the negotiated control clients. */
+	event_set_sink(ctl_server_broadcast_event);
+	if (sup_init(o) < 0 && !o->pid1)
+		return 1;
+	r = ctl_server_listen(socket_path, commands_execute);
+	if (r < 0) {
+		log_errno(LOG_ERR, r, "control socket %s", socket_path);
+		if (!o->pid1)
+			return 1;
+	} else {
+		log_info("control socket %s", socket_path);
+	}
+	r = sup_run();
+	ctl_server_close();
+	return r;
 }
 
 static int host_main(int argc, char **argv)
@@ -42,10 +76,12 @@ static int host_main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "test-faults", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sup_opts o = { 0 };
+	const char *socket_path = NULL;
 	char sock[4096];
 	int c, lvl;
 
@@ -54,7 +90,8 @@ static int host_main(int argc, char **argv)
 		case 'H': break;
 		case 'd': o.state_dir = optarg; break;
 		case 'c': o.config_path = optarg; break;
-		case 's': o.socket_path = optarg; break;
+		case 's': socket_path = optarg; break;
+		case 'f': o.test_faults = true; break;
 		case 'l':
 			if ((lvl = log_level_parse(optarg)) < 0) {
 				fprintf(stderr, "luoinit: --log-level: expected debug, info, warn or err, got '%s'\n", optarg);
@@ -75,13 +112,13 @@ static int host_main(int argc, char **argv)
 		fprintf(stderr, "luoinit: state dir %s: %s\n", o.state_dir, strerror(errno));
 		return 1;
 	}
-	if (!o.socket_path) {
+	if (!socket_path) {
 		snprintf(sock, sizeof(sock), "%s/luoinit.sock", o.state_dir);
-		o.socket_path = sock;
+		socket_path = sock;
 	}
 	umask(077);
 	log_open(2, 0);
-	return sup_run(&o);
+	return serve(&o, socket_path);
 }
 
 /* PID 1: never returns. Every failure is logged and the init goes on with
@@ -91,7 +128,7 @@ static int pid1_main(void)
 	static struct cmdline cl;
 	static char dev[256], fstype[32], config[4096];
 	static struct sup_opts o;
-	char **names = NULL, **extra = NULL, **loaded = NULL;
+	char **names = NULL, **extra = NULL, **loaded = NULL, **failed = NULL;
 	size_t n = 0;
 	int r, fd;
 
@@ -134,7 +171,7 @@ static int pid1_main(void)
 		if (all) {
 			for (size_t i = 0; i < a; i++) all[n++] = names[i];
 			for (size_t i = 0; i < b; i++) all[n++] = extra[i];
-			r = modules_load(NULL, all, n, &loaded);
+			r = modules_load(NULL, all, n, &loaded, &failed);
 			if (r < 0)
 				log_errno(LOG_ERR, r, "kernel modules");
 			else if (r > 0)
@@ -146,10 +183,13 @@ static int pid1_main(void)
 	o.pid1 = true;
 	o.state_dir = STATE_DIR;
 	o.state_spec = cl.state;
-	o.socket_path = CONTROL_SOCKET;
 	o.mgmt_name = cl.mgmt[0] ? cl.mgmt : NULL;
 	o.modules_loaded = loaded;
+	o.modules_failed = failed;
 	o.liveupdate_cmdline = cl.liveupdate_on;
+	o.test_faults = cl.test_faults;
+	if (cl.test_faults)
+		log_warn("luoinit.test_faults=1: update accepts fault= (test switch)");
 	r = statefs_find(cl.state, STATE_TIMEOUT, dev, sizeof(dev), fstype, sizeof(fstype));
 	if (r < 0) {
 		log_errno(LOG_ERR, r, "state filesystem %s not found; running without /state", cl.state);
@@ -170,7 +210,7 @@ static int pid1_main(void)
 											 : INITRAMFS_CONF);
 	o.config_path = config;
 	for (;;) {
-		(void)sup_run(&o);
+		(void)serve(&o, CONTROL_SOCKET);
 		log_err("supervisor returned; PID 1 carries on");
 	}
 	return 0;

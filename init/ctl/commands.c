@@ -1,5 +1,6 @@
 /* The control commands (design.md §4). Arguments are checked here, with
- * errors that name the argument; the work is done by vm.c and the supervisor. */
+ * errors that name the argument; the work is done by the supervisor and the
+ * VM layer's operations. */
 #include "ctl/commands.h"
 
 #include <errno.h>
@@ -11,7 +12,6 @@
 
 #include "ctl/proto.h"
 #include "pid1/log.h"
-#include "pid1/loop.h"
 #include "supervisor/supervisor.h"
 #include "update/update.h"
 #include "vm/vm.h"
@@ -78,9 +78,8 @@ static int arg_vm(const char *cmd, json_object *args, struct vm **ret, struct cm
 		return fail(err, "DeviceNotFound", "%s: no VM named '%.64s'", cmd, name);
 	/* vm-stop and vm-start run the loop while the guest powers down or
 	 * QEMU comes up: only vm-log may touch that VM meanwhile. */
-	if (((*ret)->stopping || (*ret)->starting) && strcmp(cmd, "vm-log") != 0)
-		return fail(err, "GenericError", "%s: %s is being %s, try again", cmd, name,
-			    (*ret)->stopping ? "stopped" : "started");
+	if (vm_busy(*ret) && strcmp(cmd, "vm-log") != 0)
+		return fail(err, "GenericError", "%s: %s is %s, try again", cmd, name, vm_busy(*ret));
 	return 0;
 }
 
@@ -94,26 +93,6 @@ static int cmd_status(json_object *args, json_object **ret, struct cmd_error *er
 	return 0;
 }
 
-/* vm_start, then serve the loop until QEMU is up or has failed (other
- * commands on this VM are refused meanwhile); err says why it failed. */
-static int start_serving(struct vm *vm, char *err, size_t errlen)
-{
-	pid_t pid;
-	int r;
-
-	if ((r = vm_start(vm, err, errlen)) < 0)
-		return r;
-	pid = vm->pid;
-	vm->starting = true;
-	while (vm->greet && vm->pid == pid && !sup_shutdown_pending())
-		(void)loop_run_once(200);
-	vm->starting = false;
-	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
-		return 0; /* up, or still coming up while the appliance shuts down */
-	snprintf(err, errlen, "%s", vm->last_error);
-	return -EIO;
-}
-
 static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "name", NULL };
@@ -122,11 +101,10 @@ static int cmd_vm_start(json_object *args, json_object **ret, struct cmd_error *
 
 	if (check_keys("vm-start", args, keys, err) < 0 || arg_vm("vm-start", args, &vm, err) < 0)
 		return -EINVAL;
-	if (vm->pid > 0)
-		return fail(err, "GenericError", "vm-start: %s is already %s", vm->conf->name, vm_state_name(vm->state));
-	vm->restarts = 0;
-	if (start_serving(vm, e, sizeof(e)) < 0)
-		return fail(err, "GenericError", "vm-start: %s: %s", vm->conf->name, e);
+	if (vm_pid(vm))
+		return fail(err, "GenericError", "vm-start: %s is already %s", vm_name(vm), vm_state_name(vm_state(vm)));
+	if (vm_start_serving(vm, true, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "vm-start: %s: %s", vm_name(vm), e);
 	*ret = vm_status_json(vm);
 	return 0;
 }
@@ -154,7 +132,7 @@ static int cmd_vm_stop(json_object *args, json_object **ret, struct cmd_error *e
 	    arg_timeout("vm-stop", args, &t, err) < 0)
 		return -EINVAL;
 	if (vm_power_off(vm, t, true) < 0)
-		return fail(err, "GenericError", "vm-stop: %s: QEMU could not be stopped", vm->conf->name);
+		return fail(err, "GenericError", "vm-stop: %s: QEMU could not be stopped", vm_name(vm));
 	*ret = vm_status_json(vm);
 	return 0;
 }
@@ -170,9 +148,9 @@ static int cmd_vm_restart(json_object *args, json_object **ret, struct cmd_error
 	    arg_timeout("vm-restart", args, &t, err) < 0)
 		return -EINVAL;
 	if (vm_power_off(vm, t, true) < 0)
-		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm->conf->name);
-	if (start_serving(vm, e, sizeof(e)) < 0)
-		return fail(err, "GenericError", "vm-restart: %s: %s", vm->conf->name, e);
+		return fail(err, "GenericError", "vm-restart: %s: QEMU could not be stopped", vm_name(vm));
+	if (vm_start_serving(vm, false, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "vm-restart: %s: %s", vm_name(vm), e);
 	*ret = vm_status_json(vm);
 	return 0;
 }
@@ -186,7 +164,7 @@ static int cmd_vmm_update(json_object *args, json_object **ret, struct cmd_error
 	if (check_keys("vmm-update", args, keys, err) < 0 || arg_vm("vmm-update", args, &vm, err) < 0)
 		return -EINVAL;
 	if (vm_vmm_update(vm, e, sizeof(e)) < 0)
-		return fail(err, "GenericError", "vmm-update: %s: %s", vm->conf->name, e);
+		return fail(err, "GenericError", "vmm-update: %s: %s", vm_name(vm), e);
 	*ret = vm_status_json(vm);
 	return 0;
 }
@@ -242,7 +220,7 @@ static int cmd_reboot(json_object *args, json_object **ret, struct cmd_error *er
 
 static int cmd_update(json_object *args, json_object **ret, struct cmd_error *err)
 {
-	static const char *const keys[] = { "kernel", "initrd", "cmdline", "fault", NULL };
+	static const char *const keys[] = { "kernel", "initrd", "cmdline", "mode", "fault", NULL };
 	struct update_req req = { 0 };
 	char e[512];
 
@@ -250,9 +228,10 @@ static int cmd_update(json_object *args, json_object **ret, struct cmd_error *er
 	    arg_string("update", args, "kernel", false, &req.kernel, err) < 0 ||
 	    arg_string("update", args, "initrd", false, &req.initrd, err) < 0 ||
 	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0 ||
+	    arg_string("update", args, "mode", false, &req.mode, err) < 0 ||
 	    arg_string("update", args, "fault", false, &req.fault, err) < 0)
 		return -EINVAL;
-	if (update_start(&req, ret, e, sizeof(e)) < 0)
+	if (sup_update(&req, ret, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "update: %s", e);
 	return 0;
 }

@@ -80,6 +80,13 @@ static void parse_param(char *word, struct cmdline *c, void (*warn)(const char *
 		r = v && !*v ? (c->modules[0] = '\0', 0) : copy_value(c->modules, sizeof(c->modules), v);
 	else if (strcmp(key, "mgmt") == 0)
 		r = copy_value(c->mgmt, sizeof(c->mgmt), v);
+	else if (strcmp(key, "test_faults") == 0) {
+		b = parse_bool(v);
+		if (b < 0)
+			r = -EINVAL;
+		else
+			c->test_faults = b;
+	}
 	else if (strcmp(key, "log") == 0) {
 		b = v ? log_level_parse(v) : -1;
 		if (b < 0)
@@ -136,18 +143,19 @@ static void cmdline_warn_log(const char *param)
 	log_warn("ignoring kernel parameter '%s': unknown or bad value", param);
 }
 
-int cmdline_read(struct cmdline *ret)
+int cmdline_read_raw(char *buf, size_t size)
 {
-	char buf[8192];
 	size_t len = 0;
 	ssize_t n;
 	int fd;
 
+	if (!buf || !size)
+		return -EINVAL;
 	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	while (len < sizeof(buf) - 1) {
-		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+	while (len < size - 1) {
+		n = read(fd, buf + len, size - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -161,6 +169,17 @@ int cmdline_read(struct cmdline *ret)
 	}
 	(void)close(fd);
 	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+int cmdline_read(struct cmdline *ret)
+{
+	char buf[8192] = "";
+	int r = cmdline_read_raw(buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
 	return cmdline_parse(buf, ret, cmdline_warn_log);
 }
 

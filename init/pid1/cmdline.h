@@ -3,6 +3,8 @@
 #ifndef LUOINIT_CMDLINE_H
 #define LUOINIT_CMDLINE_H
 
+#include <stddef.h>
+
 struct cmdline {
 	char state[256];    /* statefs spec, default "LABEL=luoinit-state" */
 	char config[4096];  /* "" = /state/vmconf.json, else /etc/luoinit/vmconf.json */
@@ -11,6 +13,7 @@ struct cmdline {
 	int log_level;      /* enum log_level, default LOG_INFO */
 	int liveupdate_on;  /* liveupdate=on (kstrtobool spellings) */
 	int kho_on;         /* kho=on */
+	int test_faults;    /* luoinit.test_faults=1: `update fault=NAME` is accepted */
 };
 
 void cmdline_defaults(struct cmdline *ret);
@@ -24,6 +27,9 @@ int cmdline_parse(const char *s, struct cmdline *ret, void (*warn)(const char *p
 
 /* cmdline_parse() of /proc/cmdline; bad parameters are logged as warnings. */
 int cmdline_read(struct cmdline *ret);
+/* /proc/cmdline as it is (the running kernel's, for a kexec that keeps it),
+ * NUL-terminated, its newline removed. 0 or a negative errno. */
+int cmdline_read_raw(char *buf, size_t len);
 
 /* Split "a,b,,c" at SEP into a NULL-terminated array ("a", "b", "c"; empty
  * items and surrounding blanks dropped). Free with cmdline_list_free(). */

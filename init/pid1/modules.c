@@ -153,68 +153,37 @@ static int load_one(struct kmod_ctx *ctx, const char *name, struct names *loaded
 	return r;
 }
 
-int modules_load(const char *dirname, const char *const *names, size_t n, char ***ret_loaded)
+int modules_load(const char *dirname, const char *const *names, size_t n, char ***ret_loaded,
+		 char ***ret_failed)
 {
-	struct names loaded = { 0 };
+	struct names loaded = { 0 }, failed_names = { 0 };
 	struct kmod_ctx *ctx;
-	int failed = 0, r;
+	int failed = 0, r = 0;
 
 	ctx = modules_ctx_new(dirname);
 	if (!ctx)
 		return -errno;
 	for (size_t i = 0; i < n; i++)
-		if (load_one(ctx, names[i], ret_loaded ? &loaded : NULL) < 0)
+		if (load_one(ctx, names[i], ret_loaded ? &loaded : NULL) < 0) {
 			failed++;
+			if (ret_failed && r == 0)
+				r = names_add(&failed_names, names[i]);
+		}
 	kmod_unref(ctx);
-	if (ret_loaded) {
+	if (r == 0 && ret_loaded)
 		r = names_take(&loaded, ret_loaded);
-		if (r < 0)
-			return r;
+	if (r == 0 && ret_failed)
+		r = names_take(&failed_names, ret_failed);
+	if (r < 0) {
+		cmdline_list_free(loaded.v);
+		cmdline_list_free(failed_names.v);
+		if (ret_loaded) {
+			cmdline_list_free(*ret_loaded);
+			*ret_loaded = NULL;
+		}
+		return r;
 	}
 	return failed;
-}
-
-/* libkmod's print_action carries no user pointer: the dry run reports to
- * this list. Single-threaded, and only set during modules_resolve(). */
-static struct names *resolve_list;
-static int resolve_err;
-
-static void resolve_action(struct kmod_module *m, bool install, const char *options)
-{
-	int r = names_add(resolve_list, kmod_module_get_name(m));
-	if (r < 0)
-		resolve_err = r;
-}
-
-int modules_resolve(struct kmod_ctx *ctx, const char *name, char ***ret)
-{
-	struct kmod_list *list = NULL, *l;
-	struct names order = { 0 };
-	int r;
-
-	r = kmod_module_new_from_lookup(ctx, name, &list);
-	if (r < 0)
-		return r;
-	if (!list)
-		return -ENOENT;
-	resolve_list = &order;
-	resolve_err = 0;
-	kmod_list_foreach(l, list) {
-		struct kmod_module *m = kmod_module_get_module(l);
-		r = kmod_module_probe_insert_module(m, KMOD_PROBE_IGNORE_COMMAND | KMOD_PROBE_DRY_RUN,
-						    NULL, NULL, NULL, resolve_action);
-		kmod_module_unref(m);
-		if (r < 0 || resolve_err < 0)
-			break;
-	}
-	resolve_list = NULL;
-	kmod_module_unref_list(list);
-	if (r == 0)
-		r = resolve_err;
-	if (r == 0)
-		r = names_take(&order, ret);
-	cmdline_list_free(order.v);
-	return r;
 }
 
 int modules_read_list(const char *path, char ***ret)

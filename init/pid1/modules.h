@@ -18,14 +18,11 @@ struct kmod_ctx *modules_ctx_new(const char *dirname);
  * logged here and the others are still loaded. When RET_LOADED is not
  * NULL it gets a NULL-terminated list (free with cmdline_list_free()) of
  * the modules now live in the kernel among those and their dependencies
- * (built-in ones are not listed). Returns the number of names that
+ * (built-in ones are not listed); RET_FAILED, likewise, gets the names
+ * that did not load (for status). Returns the number of names that
  * failed (>= 0), or a negative errno when libkmod cannot even start. */
-int modules_load(const char *dirname, const char *const *names, size_t n, char ***ret_loaded);
-
-/* The modules that loading NAME would insert, in order, dependencies
- * first, without inserting anything (a libkmod dry run). -ENOENT when
- * NAME is neither a module nor an alias. Free with cmdline_list_free(). */
-int modules_resolve(struct kmod_ctx *ctx, const char *name, char ***ret);
+int modules_load(const char *dirname, const char *const *names, size_t n, char ***ret_loaded,
+		 char ***ret_failed);
 
 /* Read a modules list (/etc/luoinit/modules): one name per line, '#'
  * starts a comment, blank lines skipped. Free with cmdline_list_free(). */

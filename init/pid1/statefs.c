@@ -3,6 +3,7 @@
  * /dev/disk/by-*), and the same probe function is then what the unit tests
  * exercise on an image file. */
 #include "pid1/statefs.h"
+#include "pid1/loop.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -134,19 +135,11 @@ static int scan_once(enum statefs_key key, const char *v, char *dev, size_t dlen
 	return found;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int statefs_find(const char *spec, int timeout_ms, char *ret_dev, size_t len,
 		 char *ret_fstype, size_t tlen)
 {
 	const struct timespec step = { 0, STATEFS_STEP_MS * 1000000L };
-	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	struct statefs_info info;
 	enum statefs_key key;
 	const char *v;

@@ -1,5 +1,7 @@
-/* The supervisor: configuration, the VMs, signals, the control server, and
- * the shutdown sequence; the same in PID 1 and --host mode. */
+/* The supervisor: configuration, the VMs, signals, the management port, the
+ * update's schedule and the shutdown sequence; the same in PID 1 and --host
+ * mode. main.c wires it to the control server; it calls into the update
+ * and VM layers below, which never call back up. */
 #ifndef LUOINIT_SUPERVISOR_H
 #define LUOINIT_SUPERVISOR_H
 
@@ -7,16 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vm/vm.h"
-
 struct json_object;
+struct update_req;
+struct vm;
 
 struct sup_opts {
 	bool pid1;
+	bool test_faults;           /* luoinit.test_faults=1 / --test-faults: update fault= accepted */
 	const char *config_path;
 	const char *state_dir;      /* "/state", or --state-dir */
-	const char *socket_path;
 	const char *mgmt_name;      /* virtio-serial port name, or NULL */
+	/* main: serve the control protocol on the management port found at dev */
+	int (*serve_port)(const char *dev);
 	/* what the boot found, for status */
 	const char *state_spec;
 	const char *state_device;   /* NULL when not found */
@@ -30,25 +34,22 @@ struct sup_opts {
 
 enum sup_action { SUP_NONE, SUP_POWEROFF, SUP_REBOOT };
 
-/* Runs the loop. Returns only in --host mode, with an exit status. */
-int sup_run(const struct sup_opts *o);
+/* The event loop and signals (a child subreaper in --host mode): before the
+ * control server listens. 0 or a negative errno (fatal in --host mode). */
+int sup_init(const struct sup_opts *o);
+/* The management port, the configuration, the restore after a kexec, the
+ * probes, the VMs' start, then the loop. Returns only in --host mode, with
+ * an exit status, once the VMs are stopped. */
+int sup_run(void);
 
+/* For the control commands. */
 struct vm *sup_find_vm(const char *name);
-struct vm *sup_vms(size_t *ret_n);
-const struct vmconf *sup_config(void);
-/* A poweroff or reboot was asked: waits that serve the loop end early. */
-bool sup_shutdown_pending(void);
-/* Close what keeps /state busy and unmount it (clean on disk or an error). */
-int sup_unmount_state(void);
-/* Record an update failure for status ("last_update_error"). */
-void sup_set_update_error(const char *msg);
-/* This boot came from a kexec that took ms (the floor of every blackout). */
-void sup_set_kexec_ms(double ms);
 struct json_object *sup_status_json(void);
 /* Ask for a power-off or reboot once the current request is answered;
  * guests get timeout_ms in all to power down before QEMU is told to quit. */
 void sup_request(enum sup_action a, int timeout_ms);
 #define SUP_SHUTDOWN_TIMEOUT 10000
-const struct sup_opts *sup_opts(void);
+/* update_start with this host's context (update/update.h). */
+int sup_update(const struct update_req *req, struct json_object **ret, char *err, size_t errlen);
 
 #endif

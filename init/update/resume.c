@@ -1,38 +1,45 @@
 /* After a kexec: the new init restores the VMs the manifest lists, each on
  * the RAM it was saved with. A VM whose RAM or state cannot be had (cold
  * boot, failed retrieve, size mismatch, corrupt manifest) starts fresh and
- * its state is set aside in stale/, never deleted. */
+ * its state is set aside in stale/, never deleted. In order:
+ *   read the manifest, time the kexec, hold what the operator had stopped,
+ *   retrieve and spawn every QEMU, restore each, record and clean up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "vm/cpr.h"
-#include "update/handoff.h"
 #include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
+#include "update/handoff.h"
 #include "update/luo.h"
-#include "vm/qmp.h"
-#include "vm/ram.h"
-#include "vm/spawn.h"
-#include "supervisor/supervisor.h"
 #include "update/update.h"
+#include "vm/ram.h"
 #include "vm/vm.h"
 
-#define RESTORE_TIMEOUT 120000
-
-struct rvm {
+struct rvm {                    /* one VM of the manifest */
 	struct vm *vm;
 	const struct handoff_vm *m;
 	int session, state_fd;
 	bool ok;
 	double t_started;
 	char why[256];
+};
+
+struct resume {
+	const struct update_ctx *c;
+	struct handoff *h;
+	struct rvm *rv;
+	size_t n;
+	bool luo;
+	int devfd;
+	double kexec_ms;
+	char dir[512];
+	char stale[1024];           /* why something was set aside (the last reason) */
 };
 
 static enum vmconf_accel accel_from(const char *s)
@@ -45,201 +52,275 @@ static enum vmconf_ram ram_from(const char *s)
 	return strcmp(s, "fdset") == 0 ? VMCONF_RAM_FDSET : VMCONF_RAM_PROCFD;
 }
 
-static int retrieve(int devfd, const struct handoff *h, struct rvm *r)
-{
-	const struct handoff_vm *m = r->m;
-	char sname[64];
-	int64_t sz;
-	int fd;
-
-	snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), m->name);
-	r->session = luo_retrieve_session(devfd, sname);
-	if (r->session < 0) {
-		snprintf(r->why, sizeof(r->why), "LUO session %s: %s", sname, strerror(-r->session));
-		return r->session;
-	}
-	fd = luo_retrieve_fd(r->session, handoff_ram_token(h));
-	if (fd < 0) {
-		snprintf(r->why, sizeof(r->why), "RETRIEVE_FD of the RAM (generation %016" PRIx64 "): %s",
-			 h->generation, strerror(-fd));
-		return fd;
-	}
-	r->vm->ram_fd = fd;
-	if ((sz = ram_size(fd)) != m->ram_size) {
-		snprintf(r->why, sizeof(r->why), "RAM is %lld bytes, the manifest says %lld", (long long)sz,
-			 (long long)m->ram_size);
-		return -EINVAL;
-	}
-	r->state_fd = luo_retrieve_fd(r->session, handoff_state_token(h));
-	if (r->state_fd < 0) {
-		snprintf(r->why, sizeof(r->why), "RETRIEVE_FD of the state: %s", strerror(-r->state_fd));
-		return r->state_fd;
-	}
-	if ((sz = ram_size(r->state_fd)) != m->vmstate_bytes) {
-		snprintf(r->why, sizeof(r->why), "state is %lld bytes, the manifest says %lld", (long long)sz,
-			 (long long)m->vmstate_bytes);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* Sessions nobody will retrieve hold their memory until the next update:
  * FINISH those of our VMs to free it. */
-static void release_sessions(int devfd)
+static int release_sessions(const struct update_ctx *c, int devfd)
 {
-	size_t n;
-	struct vm *vms = sup_vms(&n);
+	int n = 0;
 
-	for (size_t i = 0; devfd >= 0 && i < n; i++) {
+	for (size_t i = 0; devfd >= 0 && i < c->n_vms; i++) {
 		char sname[64];
 		int sfd;
-		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vms[i].conf->name);
+		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vm_name(c->vms[i]));
 		sfd = luo_retrieve_session(devfd, sname);
 		if (sfd < 0)
 			continue;
 		if (luo_finish(sfd) == 0)
 			log_info("update: released the unused LUO session %s", sname);
 		close(sfd);
+		n++;
 	}
+	return n;
 }
 
-static void give_up(struct rvm *r)
+/* A manifest that cannot be read: every VM starts fresh. */
+static void refuse_manifest(struct resume *R, const char *err)
 {
-	if (r->session >= 0) {
-		/* Frees whatever the session still holds. */
-		(void)luo_finish(r->session);
-	}
-	vm_end(r->vm, 0);
-	if (r->vm->ram_fd >= 0)
-		close(r->vm->ram_fd);
-	r->vm->ram_fd = -1;
-	vm_set_state(r->vm, VM_STOPPED, r->why[0] ? r->why : "not restored");
-	r->ok = false;
+	log_err("update: manifest refused (%s): every VM starts fresh, the manifest goes to %s/stale/", err, R->dir);
+	snprintf(R->stale, sizeof(R->stale), "corrupt manifest: %s", err);
+	(void)handoff_set_aside(R->dir, NULL, R->stale);
+	R->devfd = luo_open();
+	(void)release_sessions(R->c, R->devfd);
 }
 
-void update_resume(const char *state_dir)
+/* The clocks of the two kernels are compared through the TSC: the new
+ * kernel's CLOCK_REALTIME comes from a one-second RTC. Phases inside one
+ * init use its own clock. */
+static void time_kexec(struct resume *R)
 {
-	const struct sup_opts *so = sup_opts();
-	char dir[512], err[512], stale[1024] = "";
-	struct handoff *h = calloc(1, sizeof(*h));
-	struct rvm *rv = calloc(HANDOFF_MAX_VMS, sizeof(*rv));
-	size_t n = 0;
-	int devfd = -1, r;
-	bool luo;
-	double t_init = so->boot_realtime_ms;
-	double kexec_ms = 0;
+	const struct handoff *h = R->h;
 
-	if (!h || !rv)
-		goto out;
-	snprintf(dir, sizeof(dir), "%s/luoinit", state_dir);
-	r = handoff_read(dir, h, err, sizeof(err));
-	if (r == -ENOENT)
-		goto out;
-	if (r < 0) {
-		log_err("update: manifest refused (%s): every VM starts fresh, the manifest goes to %s/stale/", err, dir);
-		snprintf(stale, sizeof(stale), "corrupt manifest: %s", err);
-		(void)handoff_set_aside(dir, NULL, stale);
-		sup_set_update_error(stale);
-		devfd = luo_open();
-		release_sessions(devfd);
-		goto out;
-	}
-	luo = strcmp(h->mode, "luo") == 0;
-	/* The boot probes of QEMU run after the restore (they cost seconds
-	 * under TCG): the restored QEMUs run as confined as the saved ones. */
-	vm_env.sandbox = h->sandbox;
-	/* The clocks of the two kernels are compared through the TSC: the new
-	 * kernel's CLOCK_REALTIME comes from a one-second RTC. Phases inside one
-	 * init use its own clock. */
-	if (h->kexec_tsc && so->boot_tsc > h->kexec_tsc && h->tsc_hz > 0)
-		kexec_ms = (double)(so->boot_tsc - h->kexec_tsc) * 1000.0 / h->tsc_hz;
+	if (h->kexec_tsc && R->c->boot_tsc > h->kexec_tsc && h->tsc_hz > 0)
+		R->kexec_ms = (double)(R->c->boot_tsc - h->kexec_tsc) * 1000.0 / h->tsc_hz;
 	else
-		kexec_ms = t_init - h->kexec_at;
-	sup_set_kexec_ms(kexec_ms);
-	log_info("update: %.1f ms from reboot() in the old kernel to this init", kexec_ms);
-	event_update_phase("kexec", NULL, kexec_ms);
+		R->kexec_ms = R->c->boot_realtime_ms - h->kexec_at;
+	log_info("update: %.1f ms from reboot() in the old kernel to this init", R->kexec_ms);
+	event_update_phase("kexec", NULL, R->kexec_ms);
 	log_info("update: manifest generation %016" PRIx64 ", mode %s, %zu VM(s), from kernel %s", h->generation,
 		 h->mode, h->n_vms, h->old_kernel);
-	for (size_t i = 0; i < h->n_held; i++) {
-		struct vm *vm = sup_find_vm(h->held[i]);
+}
+
+static void hold_stopped(struct resume *R)
+{
+	for (size_t i = 0; i < R->h->n_held; i++) {
+		struct vm *vm = vm_find(R->c->vms, R->c->n_vms, R->h->held[i]);
 		if (vm) {
-			vm->held = true;
-			log_info("update: %s was stopped before the update: it stays stopped", h->held[i]);
+			vm_hold(vm);
+			log_info("update: %s was stopped before the update: it stays stopped", R->h->held[i]);
 		}
 	}
-	if (luo) {
-		devfd = luo_open();
-		if (devfd < 0) {
-			snprintf(stale, sizeof(stale), "%s: %s (cold boot or LUO off): the saved states cannot be used",
-				 LUO_DEVICE, strerror(-devfd));
-			log_err("update: %s", stale);
-		}
+}
+
+static void open_luo(struct resume *R)
+{
+	if (!R->luo)
+		return;
+	R->devfd = luo_open();
+	if (R->devfd < 0) {
+		snprintf(R->stale, sizeof(R->stale), "%s: %s (cold boot or LUO off): the saved states cannot be used",
+			 LUO_DEVICE, strerror(-R->devfd));
+		log_err("update: %s", R->stale);
 	}
-	/* Retrieve and start every QEMU first, so their start-ups overlap. */
-	for (size_t i = 0; i < h->n_vms; i++) {
-		struct vm *vm = sup_find_vm(h->vms[i].name);
-		struct rvm *x = &rv[n];
+}
+
+static int retrieve(struct resume *R, struct rvm *x)
+{
+	const struct handoff_vm *m = x->m;
+	char sname[64];
+	int64_t sz;
+	int fd;
+
+	snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), m->name);
+	x->session = luo_retrieve_session(R->devfd, sname);
+	if (x->session < 0) {
+		snprintf(x->why, sizeof(x->why), "LUO session %s: %s", sname, strerror(-x->session));
+		return x->session;
+	}
+	fd = luo_retrieve_fd(x->session, handoff_ram_token(R->h));
+	if (fd < 0) {
+		snprintf(x->why, sizeof(x->why), "RETRIEVE_FD of the RAM (generation %016" PRIx64 "): %s",
+			 R->h->generation, strerror(-fd));
+		return fd;
+	}
+	vm_set_ram(x->vm, fd);
+	if ((sz = ram_size(fd)) != m->ram_size) {
+		snprintf(x->why, sizeof(x->why), "RAM is %lld bytes, the manifest says %lld", (long long)sz,
+			 (long long)m->ram_size);
+		return -EINVAL;
+	}
+	x->state_fd = luo_retrieve_fd(x->session, handoff_state_token(R->h));
+	if (x->state_fd < 0) {
+		snprintf(x->why, sizeof(x->why), "RETRIEVE_FD of the state: %s", strerror(-x->state_fd));
+		return x->state_fd;
+	}
+	if ((sz = ram_size(x->state_fd)) != m->vmstate_bytes) {
+		snprintf(x->why, sizeof(x->why), "state is %lld bytes, the manifest says %lld", (long long)sz,
+			 (long long)m->vmstate_bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Its RAM and state are of no use: no QEMU, no RAM, stopped (the boot
+ * starts it fresh). */
+static void give_up(struct rvm *x)
+{
+	if (x->session >= 0) {
+		/* Frees whatever the session still holds. */
+		(void)luo_finish(x->session);
+	}
+	vm_end(x->vm, 0);
+	vm_set_ram(x->vm, -1);
+	vm_set_state(x->vm, VM_STOPPED, x->why[0] ? x->why : "not restored");
+	{
+		char e[320];
+		snprintf(e, sizeof(e), "not restored after the update (its state is in stale/): %s", x->why);
+		vm_set_error(x->vm, e);
+	}
+	x->ok = false;
+}
+
+/* The RAM and state of one VM: retrieved from LUO, or the state file. */
+static bool get_state(struct resume *R, struct rvm *x)
+{
+	const struct vmconf_vm *conf = vm_conf(x->vm);
+
+	/* A version 1 manifest has no saved machine: the configuration must
+	 * still describe the guest's RAM. */
+	if (!x->m->saved && conf->memory_mib != x->m->memory_mib) {
+		snprintf(x->why, sizeof(x->why), "memory_mib changed from %u to %u", x->m->memory_mib, conf->memory_mib);
+		return false;
+	}
+	if (R->luo) {
+		if (R->devfd < 0) {
+			snprintf(x->why, sizeof(x->why), "no LUO");
+			return false;
+		}
+		return retrieve(R, x) == 0;
+	}
+	x->state_fd = open(x->m->vmstate_file, O_RDONLY | O_CLOEXEC);
+	if (x->state_fd < 0) {
+		snprintf(x->why, sizeof(x->why), "%s: %s", x->m->vmstate_file, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* The machine the guest was saved on (version 2 manifests): its disks must
+ * be the files they were; the VM runs on it until its next cold start. */
+static bool run_saved_machine(struct rvm *x)
+{
+	struct vmconf *mach = NULL;
+	int r;
+
+	if (!x->m->saved)
+		return true;
+	if (handoff_vm_machine(x->m, &mach, x->why, sizeof(x->why)) < 0)
+		return false;
+	if ((r = vm_run_saved_machine(x->vm, mach)) < 0) {
+		snprintf(x->why, sizeof(x->why), "the saved machine: %s", strerror(-r));
+		return false;
+	}
+	return true;
+}
+
+/* A session of the manifest nobody restores: FINISH frees its RAM. */
+static void release_session(struct resume *R, const char *name)
+{
+	char sname[64];
+	int sfd;
+
+	if (!R->luo || R->devfd < 0)
+		return;
+	snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), name);
+	sfd = luo_retrieve_session(R->devfd, sname);
+	if (sfd < 0) {
+		log_errno(LOG_WARN, sfd, "update: LUO session %s", sname);
+		return;
+	}
+	if (luo_finish(sfd) == 0)
+		log_info("update: released the LUO session %s and the RAM it held", sname);
+	close(sfd);
+}
+
+/* Retrieve and start every QEMU first, so their start-ups overlap. */
+static void spawn_all(struct resume *R)
+{
+	for (size_t i = 0; i < R->h->n_vms; i++) {
+		const struct handoff_vm *m = &R->h->vms[i];
+		struct vm *vm = vm_find(R->c->vms, R->c->n_vms, m->name);
+		/* The recorded accelerator, backing and confinement, never re-resolved. */
+		struct vm_machine mach = { accel_from(m->accel), ram_from(m->ram_backing), R->h->sandbox != 0 };
+		struct rvm *x = &R->rv[R->n];
 		char e[256];
 		double t_retrieve = realtime_ms(), t_spawn;
 		if (!vm) {
-			log_err("update: %s is in the manifest but not in the configuration: its state is set aside",
-				h->vms[i].name);
-			snprintf(stale, sizeof(stale), "%s not in the configuration", h->vms[i].name);
+			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
+				"its state set aside", m->name);
+			snprintf(R->stale, sizeof(R->stale), "%s not in the configuration", m->name);
+			release_session(R, m->name);
 			continue;
 		}
-		n++;
+		R->n++;
 		memset(x, 0, sizeof(*x));
 		x->vm = vm;
-		x->m = &h->vms[i];
+		x->m = m;
 		x->session = x->state_fd = -1;
-		x->ok = true;
-		if (vm->conf->memory_mib != x->m->memory_mib) {
-			snprintf(x->why, sizeof(x->why), "memory_mib changed from %u to %u", x->m->memory_mib,
-				 vm->conf->memory_mib);
-			x->ok = false;
-		} else if (luo) {
-			if (devfd < 0) {
-				snprintf(x->why, sizeof(x->why), "no LUO");
-				x->ok = false;
-			} else if (retrieve(devfd, h, x) < 0) {
-				x->ok = false;
-			}
-		} else {
-			x->state_fd = open(x->m->vmstate_file, O_RDONLY | O_CLOEXEC);
-			if (x->state_fd < 0) {
-				snprintf(x->why, sizeof(x->why), "%s: %s", x->m->vmstate_file, strerror(errno));
-				x->ok = false;
-			}
-		}
+		x->ok = get_state(R, x) && run_saved_machine(x);
 		if (!x->ok) {
 			give_up(x);
 			continue;
 		}
-		/* The recorded accelerator and backing, never re-resolved. */
 		t_spawn = realtime_ms();
-		vm->accel = accel_from(x->m->accel);
-		vm->ram_backing = ram_from(x->m->ram_backing);
-		vm->want_running = true;
 		/* LUO: the preserved RAM; full-RAM: a fresh memfd the stream fills. */
-		if (vm_spawn(vm, luo, true, e, sizeof(e)) < 0) {
+		if (vm_spawn_restore(vm, &mach, R->luo, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
 			continue;
 		}
 		x->t_started = realtime_ms();
-		log_info("%s: state %s in %.1f ms, QEMU up in %.1f ms", vm->conf->name,
-			 luo ? "and RAM retrieved" : "opened", t_spawn - t_retrieve, x->t_started - t_spawn);
-		event_update_phase("qemu_start", vm->conf->name, x->t_started - t_init);
+		log_info("%s: state %s in %.1f ms, QEMU up in %.1f ms", vm_name(vm),
+			 R->luo ? "and RAM retrieved" : "opened", t_spawn - t_retrieve, x->t_started - t_spawn);
+		event_update_phase("qemu_start", vm_name(vm), x->t_started - R->c->boot_realtime_ms);
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct rvm *x = &rv[i];
-		struct vm_update_record rec = { .valid = true, .kind = "update", .mode = luo ? "luo" : "full-ram" };
+}
+
+static void record(struct resume *R, struct rvm *x, double t_restored)
+{
+	struct vm_update_record rec = { .valid = true, .kind = "update", .mode = R->luo ? "luo" : "full-ram" };
+	double t_init = R->c->boot_realtime_ms;
+
+	rec.stopped_at = x->m->stopped_at;
+	rec.save_ms = x->m->save_ms;
+	rec.kexec_ms = R->kexec_ms;
+	rec.qemu_start_ms = x->t_started - t_init;
+	rec.restore_ms = t_restored - x->t_started;
+	rec.resume_ms = realtime_ms() - t_restored;
+	/* old init's stop to reboot(), + the kexec, + this init's start to now */
+	rec.blackout_ms = (R->h->kexec_at - x->m->stopped_at) + R->kexec_ms + (realtime_ms() - t_init);
+	rec.vmstate_bytes = x->m->vmstate_bytes;
+	rec.ram_transferred = x->m->ram_transferred;
+	vm_set_last_update(x->vm, &rec);
+	log_info("%s: live update done (%s): blackout %.1f ms (save %.1f, kexec %.1f, qemu start %.1f, "
+		 "restore %.1f, resume %.1f), vmstate %lld bytes", vm_name(x->vm), rec.mode, rec.blackout_ms,
+		 rec.save_ms, rec.kexec_ms, rec.qemu_start_ms, rec.restore_ms, rec.resume_ms,
+		 (long long)rec.vmstate_bytes);
+	event_update_phase("restore", vm_name(x->vm), rec.restore_ms);
+	event_update_phase("resume", vm_name(x->vm), rec.resume_ms);
+	event_update_phase("blackout", vm_name(x->vm), rec.blackout_ms);
+}
+
+static void restore_all(struct resume *R)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
 		double t_restored;
+		int r;
 		if (!x->ok)
 			continue;
-		r = cpr_restore(x->vm->qmp, x->state_fd, luo, RESTORE_TIMEOUT, x->why, sizeof(x->why));
+		r = vm_restore(x->vm, x->state_fd, R->luo, x->why, sizeof(x->why));
 		if (r < 0) /* the preserved RAM is worth one more QEMU */
-			r = vm_restore_in_place(x->vm, x->state_fd, luo, 1, NULL, x->why, sizeof(x->why));
+			r = vm_restore_in_place(x->vm, x->state_fd, R->luo, 1, NULL, x->why, sizeof(x->why));
 		t_restored = realtime_ms();
 		if (r < 0) {
 			give_up(x);
@@ -247,47 +328,77 @@ void update_resume(const char *state_dir)
 		}
 		vm_set_state(x->vm, VM_RUNNING, "restored after the kexec");
 		if (x->session >= 0 && (r = luo_finish(x->session)) < 0)
-			log_errno(LOG_WARN, r, "%s: LUO FINISH", x->vm->conf->name);
-		rec.stopped_at = x->m->stopped_at;
-		rec.save_ms = x->m->save_ms;
-		rec.kexec_ms = kexec_ms;
-		rec.qemu_start_ms = x->t_started - t_init;
-		rec.restore_ms = t_restored - x->t_started;
-		rec.resume_ms = realtime_ms() - t_restored;
-		/* old init's stop to reboot(), + the kexec, + this init's start to now */
-		rec.blackout_ms = (h->kexec_at - x->m->stopped_at) + kexec_ms + (realtime_ms() - t_init);
-		rec.vmstate_bytes = x->m->vmstate_bytes;
-		rec.ram_transferred = x->m->ram_transferred;
-		x->vm->last_update = rec;
-		log_info("%s: live update done (%s): blackout %.1f ms (save %.1f, kexec %.1f, qemu start %.1f, "
-			 "restore %.1f, resume %.1f), vmstate %lld bytes", x->vm->conf->name, rec.mode, rec.blackout_ms,
-			 rec.save_ms, rec.kexec_ms, rec.qemu_start_ms, rec.restore_ms, rec.resume_ms,
-			 (long long)rec.vmstate_bytes);
-		event_update_phase("restore", x->vm->conf->name, rec.restore_ms);
-		event_update_phase("resume", x->vm->conf->name, rec.resume_ms);
-		event_update_phase("blackout", x->vm->conf->name, rec.blackout_ms);
+			log_errno(LOG_WARN, r, "%s: LUO FINISH", vm_name(x->vm));
+		record(R, x, t_restored);
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct rvm *x = &rv[i];
+}
+
+/* Close what is left; a VM not restored says why, and the manifest is
+ * consumed, or set aside with the states when anything went wrong. */
+static void finish(struct resume *R)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
 		if (x->session >= 0)
 			close(x->session);
 		if (x->state_fd >= 0)
 			close(x->state_fd);
 		if (!x->ok) {
 			log_err("%s: not restored (%s): it starts fresh, its saved state goes to %s/stale/",
-				x->vm->conf->name, x->why, dir);
-			snprintf(stale, sizeof(stale), "%s: %s", x->vm->conf->name, x->why);
+				vm_name(x->vm), x->why, R->dir);
+			snprintf(R->stale, sizeof(R->stale), "%s: %s", vm_name(x->vm), x->why);
 		}
 	}
-	if (stale[0]) {
-		sup_set_update_error(stale);
-		(void)handoff_set_aside(dir, h, stale);
-	} else {
-		(void)handoff_consume(dir, h);
+	if (R->stale[0])
+		(void)handoff_set_aside(R->dir, R->h, R->stale);
+	else
+		(void)handoff_consume(R->dir, R->h);
+}
+
+void update_resume(const struct update_ctx *c, struct update_resume_result *ret)
+{
+	struct resume R = { .c = c, .devfd = -1 };
+	char err[512];
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!c->state_mounted) {
+		/* No manifest to describe the preserved RAM: it cannot be
+		 * restored onto, and must not stay pinned until the next update. */
+		R.devfd = luo_open();
+		if (R.devfd >= 0 && release_sessions(c, R.devfd) > 0) {
+			snprintf(R.stale, sizeof(R.stale), "%s is not mounted: without the manifest the RAM preserved "
+				 "for our VMs could not be restored onto and was released", c->state_dir);
+			log_err("update: %s", R.stale);
+		}
+		goto out;
 	}
+	R.h = calloc(1, sizeof(*R.h));
+	R.rv = calloc(HANDOFF_MAX_VMS, sizeof(*R.rv));
+	if (!R.h || !R.rv)
+		goto out;
+	snprintf(R.dir, sizeof(R.dir), "%s/luoinit", c->state_dir);
+	r = handoff_read(R.dir, R.h, err, sizeof(err));
+	if (r == -ENOENT)
+		goto out;
+	if (r < 0) {
+		refuse_manifest(&R, err);
+		goto out;
+	}
+	R.luo = strcmp(R.h->mode, "luo") == 0;
+	time_kexec(&R);
+	ret->kexec_ms = R.kexec_ms;
+	hold_stopped(&R);
+	open_luo(&R);
+	spawn_all(&R);
+	restore_all(&R);
+	finish(&R);
 out:
-	if (devfd >= 0)
-		close(devfd);
-	free(h);
-	free(rv);
+	snprintf(ret->error, sizeof(ret->error), "%s", R.stale);
+	if (R.devfd >= 0)
+		close(R.devfd);
+	if (R.h)
+		handoff_free(R.h);
+	free(R.h);
+	free(R.rv);
 }

@@ -2,17 +2,17 @@
  *   update_start()        before the blackout: checks, kexec load, LUO sessions
  *                         and PRESERVE_FD of the RAM (slow: pins pages)
  *   update_run_pending()  the blackout: save every VM at once, quit QEMU,
- *                         preserve the states, manifest, unmount, kexec
- *   update_resume()       in the new init: retrieve, restore, FINISH
- * Any failure before the kexec rolls back: each VM is resumed, or restored
- * in place from the memfds the init still holds. */
+ *                         preserve the states, manifest, release /state, kexec
+ *   update_resume()       in the new init: retrieve, restore, FINISH (resume.c)
+ * Each is a list of named steps. Any failure before the kexec has one
+ * rollback: each VM is resumed, or restored in place from the memfds the
+ * init still holds. Test faults (fault.h) act through FAULT() only. */
 #include "update/update.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,24 +21,24 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "vm/cpr.h"
-#include "update/handoff.h"
-#include "update/kexec.h"
-#include "pid1/event.h"
+#include "pid1/cmdline.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
-#include "update/luo.h"
 #include "pid1/mounts.h"
-#include "vm/qmp.h"
-#include "vm/ram.h"
-#include "vm/resolve.h"
-#include "vm/spawn.h"
 #include "pid1/statefs.h"
-#include "supervisor/supervisor.h"
 #include "pid1/tsc.h"
+#include "update/fault.h"
+#include "pid1/event.h"
+#include "update/handoff.h"
+#include "update/headroom.h"
+#include "update/kabi.h"
+#include "update/preflight.h"
+#include "update/kexec.h"
+#include "update/luo.h"
+#include "vm/cpr.h"
+#include "vm/ram.h"
 #include "vm/vm.h"
 
-#define SAVE_TIMEOUT    120000   /* full-RAM saves of GiBs under TCG are slow */
 #define LUO_DIR         "luoinit"
 
 struct pvm {                    /* one VM going through the update */
@@ -51,71 +51,33 @@ struct pvm {                    /* one VM going through the update */
 	char machine[64], cpu[64];  /* what QEMU resolved the config's names to */
 };
 
+struct target {                 /* the kernel the update goes to */
+	const char *kernel, *initrd, *cmdline;
+	enum preflight_mode mode;   /* as asked: auto, luo or full-ram */
+};
+
 static struct {
 	bool pending;
 	bool luo;
+	bool loaded;                /* the next kernel is loaded */
+	bool saving;                /* the blackout is saving: a rollback cancels the saves */
+	bool manifest_written;      /* a rollback removes it again */
 	int devfd;
 	uint64_t generation;
 	double tsc_hz;
-	char fault[32];
+	const struct fault *fault;
 	char dir[200];              /* /state/luoinit */
 	size_t n;
 	struct pvm p[HANDOFF_MAX_VMS];
 } U = { .devfd = -1 };
 
-static bool fault(const char *name)
-{
-	if (strcmp(U.fault, name) != 0)
-		return false;
-	log_warn("update: injecting fault '%s' (test switch)", name);
-	return true;
-}
+/* The manifest of the blackout (static: it cannot fail to be there). */
+static struct handoff manifest;
 
-static void drop_sessions(void)
-{
-	for (size_t i = 0; i < U.n; i++) {
-		/* Closing a session unpreserves everything in it. */
-		if (U.p[i].session >= 0)
-			close(U.p[i].session);
-		U.p[i].session = -1;
-		if (U.p[i].state_fd >= 0)
-			close(U.p[i].state_fd);
-		U.p[i].state_fd = -1;
-		if (U.p[i].path[0])
-			(void)unlink(U.p[i].path);
-		U.p[i].path[0] = 0;
-	}
-	if (U.devfd >= 0)
-		close(U.devfd);
-	U.devfd = -1;
-	U.n = 0;
-	U.pending = false;
-}
+/* A test fault at this point: 0, or the -errno the step fails with. */
+#define FAULT(at, arg) fault_inject(U.fault, FAULT_AT_##at, (arg))
 
-static void rollback_prepare(void)
-{
-	int r = kexec_unload();
-
-	if (r < 0)
-		log_errno(LOG_WARN, r, "update rollback: kexec unload");
-	drop_sessions();
-}
-
-static int read_proc_cmdline(char *buf, size_t len)
-{
-	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = 0;
-	buf[strcspn(buf, "\n")] = 0;
-	return 0;
-}
+/* ---- before the blackout ---- */
 
 static int check_file(const char *what, const char *path, char *err, size_t errlen)
 {
@@ -143,195 +105,274 @@ static const char *kexec_hint(int r)
 	}
 }
 
-int update_start(const struct update_req *req, json_object **ret, char *err, size_t errlen)
+/* Everything that refuses the request before anything is touched. */
+static int check_request(const struct update_ctx *c, const struct update_req *req, const struct fault **ret_fault,
+			 struct target *t, char *err, size_t errlen)
 {
-	const struct sup_opts *so = sup_opts();
-	const struct vmconf *c = sup_config();
-	const char *kernel, *initrd, *cmdline;
 	static char cmdbuf[4096];
-	size_t nvms;
-	struct vm *vms = sup_vms(&nvms);
 	int r;
 
+	*ret_fault = NULL;
+	if (req->fault) {
+		if (!c->test_faults) {
+			snprintf(err, errlen, "fault=%.64s: fault injection is a test switch, off unless the kernel "
+				 "command line has luoinit.test_faults=1 (--test-faults in --host mode)", req->fault);
+			return -EPERM;
+		}
+		if (!(*ret_fault = fault_find(req->fault, err, errlen)))
+			return -EINVAL;
+	}
 	if (U.pending) {
 		snprintf(err, errlen, "an update is already in progress");
 		return -EBUSY;
 	}
 	/* Only running guests are carried over; one in between states would be
 	 * started afresh after the kexec, its guest lost: refuse instead. */
-	for (size_t i = 0; i < nvms; i++) {
-		const struct vm *v = &vms[i];
-		if (v->stopping || (v->pid > 0 && v->state != VM_RUNNING)) {
-			snprintf(err, errlen, "%s is %s: try again when it is running or stopped", v->conf->name,
-				 v->stopping ? "being stopped" : vm_state_name(v->state));
+	for (size_t i = 0; i < c->n_vms; i++) {
+		const struct vm *v = c->vms[i];
+		const char *busy = vm_busy(v);
+		if (busy || (vm_pid(v) && vm_state(v) != VM_RUNNING)) {
+			snprintf(err, errlen, "%s is %s: try again when it is running or stopped", vm_name(v),
+				 busy ? busy : vm_state_name(vm_state(v)));
 			return -EBUSY;
 		}
 	}
-	if (!so->pid1) {
+	if (!c->pid1) {
 		snprintf(err, errlen, "a host kernel update needs luoinit as PID 1 (this is --host mode)");
 		return -EPERM;
 	}
-	if (!so->state_mounted) {
+	if (!c->state_mounted) {
 		snprintf(err, errlen, "/state is not mounted: the update manifest needs it");
 		return -ENODEV;
 	}
-	kernel = req->kernel ? req->kernel : c ? c->update_kernel : NULL;
-	initrd = req->initrd ? req->initrd : c ? c->update_initrd : NULL;
-	cmdline = req->cmdline ? req->cmdline : c ? c->update_cmdline : NULL;
-	if (!kernel) {
+	t->kernel = req->kernel ? req->kernel : c->conf ? c->conf->update_kernel : NULL;
+	t->initrd = req->initrd ? req->initrd : c->conf ? c->conf->update_initrd : NULL;
+	t->cmdline = req->cmdline ? req->cmdline : c->conf ? c->conf->update_cmdline : NULL;
+	if (!t->kernel) {
 		snprintf(err, errlen, "no kernel: give kernel=PATH or set update.kernel in the config");
 		return -EINVAL;
 	}
-	if ((r = check_file("kernel", kernel, err, errlen)) < 0 ||
-	    (initrd && (r = check_file("initrd", initrd, err, errlen)) < 0))
+	if (preflight_mode_parse(req->mode, &t->mode) < 0) {
+		snprintf(err, errlen, "mode=%.32s: expected auto, luo or full-ram", req->mode);
+		return -EINVAL;
+	}
+	if ((r = check_file("kernel", t->kernel, err, errlen)) < 0 ||
+	    (t->initrd && (r = check_file("initrd", t->initrd, err, errlen)) < 0))
 		return r;
-	if (!cmdline) {
-		if ((r = read_proc_cmdline(cmdbuf, sizeof(cmdbuf))) < 0) {
+	if (!t->cmdline) {
+		if ((r = cmdline_read_raw(cmdbuf, sizeof(cmdbuf))) < 0) {
 			snprintf(err, errlen, "/proc/cmdline: %s", strerror(-r));
 			return r;
 		}
-		cmdline = cmdbuf;
+		t->cmdline = cmdbuf;
 	}
-	snprintf(U.fault, sizeof(U.fault), "%s", req->fault ? req->fault : "");
-	snprintf(U.dir, sizeof(U.dir), "%s/%s", so->state_dir, LUO_DIR);
+	return 0;
+}
+
+/* /state/luoinit for the manifest, and LUO when the kernel has it. */
+static int step_open(const struct update_ctx *c, enum preflight_mode req_mode, char *err, size_t errlen)
+{
+	snprintf(U.dir, sizeof(U.dir), "%s/%s", c->state_dir, LUO_DIR);
 	if (mkdir(U.dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "%s: %s", U.dir, strerror(errno));
 		return -errno;
 	}
-
 	U.devfd = luo_open();
 	U.luo = U.devfd >= 0;
-	if (U.devfd < 0 && U.devfd != -ENOENT) {
+	/* mode=full-ram needs no LUO: a LUO that does not open is no reason
+	 * to refuse it. */
+	if (U.devfd < 0 && U.devfd != -ENOENT && req_mode != PREFLIGHT_FULL_RAM) {
 		snprintf(err, errlen, "%s: %s", LUO_DEVICE, strerror(-U.devfd));
 		return U.devfd;
 	}
-	if (!U.luo) {
-		/* Full-RAM fallback: every byte of guest RAM goes to /state. */
-		struct statvfs sv;
-		uint64_t need = 0;
-		for (size_t i = 0; i < nvms; i++)
-			if (vms[i].state == VM_RUNNING)
-				need += ((uint64_t)vms[i].conf->memory_mib + 16) << 20;
-		if (statvfs(U.dir, &sv) < 0 || (uint64_t)sv.f_bavail * sv.f_frsize < need ||
-		    fault("no-space")) {
-			U.fault[0] = 0;
-			snprintf(err, errlen, "not enough space on /state for a full-RAM save (%" PRIu64 " MiB needed)",
-				 need >> 20);
-			return -ENOSPC;
+	return 0;
+}
+
+/* With LUO, can the memory pinned by PRESERVE_FD be had without starving
+ * the host? */
+static int check_headroom(const struct update_ctx *c, char *err, size_t errlen)
+{
+	int fds[HANDOFF_MAX_VMS];
+	const char *names[HANDOFF_MAX_VMS];
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_vms && n < HANDOFF_MAX_VMS; i++)
+		if (vm_state(c->vms[i]) == VM_RUNNING && vm_ram_fd(c->vms[i]) >= 0) {
+			fds[n] = vm_ram_fd(c->vms[i]);
+			names[n++] = vm_name(c->vms[i]);
 		}
+	return headroom_check(HEADROOM_MEMINFO, fds, names, n, NULL, err, errlen);
+}
+
+/* Can the target kernel take these VMs? Checked before anything is loaded
+ * or pinned: an initramfs (else luoinit never runs again), and for LUO the
+ * switches on its command line, the same live-update ABI as ours and memory
+ * for the pinning; for the full-RAM path room on /state. */
+static int step_check_target(const struct update_ctx *c, const struct target *t, char *err, size_t errlen)
+{
+	struct kabi running, target;
+	enum preflight_mode mode;
+	char why[320] = "";
+	struct statvfs sv;
+	uint64_t need = 0;
+	int r;
+
+	kabi_running(KABI_RUNNING_PATH, &running);
+	kabi_target(t->kernel, &target);
+	{
+		struct preflight pf = { .kernel = t->kernel, .initrd = t->initrd, .cmdline = t->cmdline,
+					.mode = t->mode, .luo_available = U.devfd >= 0,
+					.running = &running, .target = &target };
+		if ((r = preflight_check(&pf, &mode, why, sizeof(why), err, errlen)) < 0)
+			return r;
 	}
-	if (fault("kexec-load")) {
-		snprintf(err, errlen, "kexec_file_load %s: injected failure", kernel);
-		drop_sessions();
-		return -ENOEXEC;
+	if (mode != PREFLIGHT_LUO && U.devfd >= 0) {
+		close(U.devfd);
+		U.devfd = -1;
 	}
-	r = kexec_load(kernel, initrd, cmdline);
+	U.luo = mode == PREFLIGHT_LUO;
+	if (why[0])
+		log_info("update: the full-RAM path (lossless, slower): %s", why);
+	if (U.luo)
+		return check_headroom(c, err, errlen);
+	/* Full-RAM fallback: every byte of guest RAM goes to /state. */
+	for (size_t i = 0; i < c->n_vms; i++)
+		if (vm_state(c->vms[i]) == VM_RUNNING)
+			need += ((uint64_t)vm_conf(c->vms[i])->memory_mib + 16) << 20;
+	if (FAULT(SPACE, NULL) || statvfs(U.dir, &sv) < 0 || (uint64_t)sv.f_bavail * sv.f_frsize < need) {
+		snprintf(err, errlen, "not enough space on /state for a full-RAM save (%" PRIu64 " MiB needed)",
+			 need >> 20);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static int step_load_kernel(const struct target *t, char *err, size_t errlen)
+{
+	int r = FAULT(KEXEC_LOAD, NULL) ?: kexec_load(t->kernel, t->initrd, t->cmdline);
+
 	if (r < 0) {
-		snprintf(err, errlen, "kexec_file_load %s: %s%s", kernel, strerror(-r), kexec_hint(r));
-		drop_sessions();
+		snprintf(err, errlen, "kexec_file_load %s: %s%s", t->kernel, strerror(-r), kexec_hint(r));
 		return r;
 	}
+	U.loaded = true;
+	return 0;
+}
+
+/* Every running VM goes along; with LUO its RAM memfd is preserved in a
+ * session of its own now (pinning takes a while: not in the blackout). */
+static int step_preserve_ram(const struct update_ctx *c, char *err, size_t errlen)
+{
+	int r;
+
 	U.generation = handoff_new_generation();
 	U.tsc_hz = tsc_hz(); /* 50 ms, before the blackout */
 	U.n = 0;
-	for (size_t i = 0; i < nvms; i++) {
+	for (size_t i = 0; i < c->n_vms; i++) {
+		struct vm *vm = c->vms[i];
 		struct pvm *p;
 		char sname[64];
-		if (vms[i].state != VM_RUNNING)
+		if (vm_state(vm) != VM_RUNNING)
 			continue;
 		p = &U.p[U.n++];
 		memset(p, 0, sizeof(*p));
-		p->vm = &vms[i];
+		p->vm = vm;
 		p->session = p->state_fd = -1;
 		/* Asked now, while QEMU runs: the manifest records what the
 		 * guest runs on, not the alias (a newer QEMU may move it). */
-		if (resolve_machine(vms[i].qmp, vms[i].conf->machine, p->machine, sizeof(p->machine), err, errlen) < 0 ||
-		    resolve_cpu(vms[i].qmp, vms[i].conf->cpu, p->cpu, sizeof(p->cpu), err, errlen) < 0)
-			log_warn("%s: %s; the manifest records the names as configured", vms[i].conf->name, err);
+		if (vm_resolve_names(vm, p->machine, sizeof(p->machine), p->cpu, sizeof(p->cpu), err, errlen) < 0)
+			log_warn("%s: %s; the manifest records the names as configured", vm_name(vm), err);
 		err[0] = 0;
 		if (!U.luo)
 			continue;
-		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vms[i].conf->name);
+		snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), vm_name(vm));
 		p->session = luo_create_session(U.devfd, sname);
 		if (p->session < 0) {
 			r = p->session;
 			snprintf(err, errlen, "LUO session %s: %s", sname, strerror(-r));
-			rollback_prepare();
 			return r;
 		}
-		r = fault("preserve-fd") ? -EIO : luo_preserve_fd(p->session, vms[i].ram_fd, U.generation);
+		r = FAULT(PRESERVE_RAM, NULL) ?: luo_preserve_fd(p->session, vm_ram_fd(vm), U.generation);
 		if (r < 0) {
-			snprintf(err, errlen, "PRESERVE_FD of %s's RAM: %s", vms[i].conf->name, strerror(-r));
-			rollback_prepare();
+			snprintf(err, errlen, "PRESERVE_FD of %s's RAM: %s", vm_name(vm), strerror(-r));
 			return r;
 		}
 	}
-	U.pending = true;
-	*ret = json_object_new_object();
-	{
-		char gen[24];
-		snprintf(gen, sizeof(gen), "%016" PRIx64, U.generation);
-		json_object_object_add(*ret, "generation", json_object_new_string(gen));
-	}
-	json_object_object_add(*ret, "mode", json_object_new_string(U.luo ? "luo" : "full-ram"));
-	json_object_object_add(*ret, "kernel", json_object_new_string(kernel));
-	json_object_object_add(*ret, "vms", json_object_new_int((int)U.n));
-	log_info("update: %s kernel %s loaded, %zu VM(s) prepared (%s), blackout next",
-		 U.luo ? "LUO" : "full-RAM", kernel, U.n, U.luo ? "RAM preserved" : "no LUO");
 	return 0;
 }
 
-/* Put every VM of the update back as it was (the kexec will not happen). */
-static void rollback_vms(void)
+/* Undo update_start: no kernel loaded, no sessions (closing one unpreserves
+ * everything in it), no state files. */
+static void undo_start(void)
 {
-	char e[256];
+	int r;
 
+	if (U.loaded && (r = kexec_unload()) < 0)
+		log_errno(LOG_WARN, r, "update rollback: kexec unload");
+	U.loaded = false;
 	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		struct vm *vm = p->vm;
-		int r = 0;
-		if (!p->quit) {
-			/* A QEMU that died meanwhile is the reaper's: its restart
-			 * policy applies (its device state is gone with it). */
-			if (vm->qmp && cpr_resume(vm->qmp) == 0)
-				vm_set_state(vm, VM_RUNNING, "update rolled back");
-			continue;
-		}
-		/* QEMU is gone but the RAM memfd and the state are ours. */
-		if (p->state_fd < 0 && p->path[0])
-			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
-		r = vm_restore_in_place(vm, p->state_fd, U.luo, 2, NULL, e, sizeof(e));
-		if (r < 0) {
-			/* Its device state cannot be applied: a fresh start is all
-			 * that is left (the restart a QEMU crash would get). */
-			log_err("%s: rollback restore failed: %s; starting it fresh", vm->conf->name, e);
-			vm_end(vm, 0);
-			(void)vm_start(vm, e, sizeof(e));
-		} else {
-			log_info("%s: restored in place after the failed update", vm->conf->name);
-		}
+		if (U.p[i].session >= 0)
+			close(U.p[i].session);
+		U.p[i].session = -1;
+		if (U.p[i].state_fd >= 0)
+			close(U.p[i].state_fd);
+		U.p[i].state_fd = -1;
+		if (U.p[i].path[0])
+			(void)unlink(U.p[i].path);
+		U.p[i].path[0] = 0;
 	}
+	if (U.devfd >= 0)
+		close(U.devfd);
+	U.devfd = -1;
+	U.n = 0;
+	U.pending = false;
+	U.fault = NULL;
 }
 
-static void fail_blackout(const char *what)
+static json_object *start_reply(const struct target *t)
 {
-	char msg[512];
-	size_t nv;
-	struct vm *vms = sup_vms(&nv);
+	json_object *o = json_object_new_object();
+	char gen[24];
 
-	for (size_t i = 0; i < nv; i++)
-		vm_log_open(&vms[i]);
-
-	snprintf(msg, sizeof(msg), "update failed before the kexec, VMs resumed: %s", what);
-	log_err("%s", msg);
-	sup_set_update_error(msg);
-	rollback_vms();
-	rollback_prepare();
+	snprintf(gen, sizeof(gen), "%016" PRIx64, U.generation);
+	json_object_object_add(o, "generation", json_object_new_string(gen));
+	json_object_object_add(o, "mode", json_object_new_string(U.luo ? "luo" : "full-ram"));
+	json_object_object_add(o, "kernel", json_object_new_string(t->kernel));
+	json_object_object_add(o, "vms", json_object_new_int((int)U.n));
+	return o;
 }
+
+int update_start(const struct update_ctx *c, const struct update_req *req, json_object **ret, char *err,
+		 size_t errlen)
+{
+	const struct fault *f;
+	struct target t;
+	double t0 = realtime_ms();
+	int r;
+
+	if ((r = check_request(c, req, &f, &t, err, errlen)) < 0)
+		return r;
+	U.fault = f;
+	if ((r = step_open(c, t.mode, err, errlen)) < 0 ||
+	    (r = step_check_target(c, &t, err, errlen)) < 0 ||
+	    (r = step_load_kernel(&t, err, errlen)) < 0 ||
+	    (r = step_preserve_ram(c, err, errlen)) < 0) {
+		undo_start();
+		return r;
+	}
+	U.pending = true;
+	*ret = start_reply(&t);
+	log_info("update: %s kernel %s loaded, %zu VM(s) prepared (%s), blackout next",
+		 U.luo ? "LUO" : "full-RAM", t.kernel, U.n, U.luo ? "RAM preserved" : "no LUO");
+	event_update_phase("prepare", NULL, realtime_ms() - t0);
+	return 0;
+}
+
+/* ---- the blackout ---- */
 
 static int open_state(struct pvm *p, char *err, size_t errlen)
 {
-	const char *name = p->vm->conf->name;
+	const char *name = vm_name(p->vm);
 
 	if (U.luo) {
 		p->state_fd = ram_create_state(name);
@@ -348,66 +389,33 @@ static int open_state(struct pvm *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* Rollback: /state back where it was (the manifest must be removed from it). */
-static void remount_state(void)
+/* Save all VMs at once: each one's blackout starts at its own migrate. */
+static int step_save_all(char *what, size_t len)
 {
-	const struct sup_opts *so = sup_opts();
+	char e[256] = "";
+	int r = 0;
 
-	if (mounts_is_mountpoint(so->state_dir) == 1)
-		return;
-	if (!so->state_device || statefs_mount(so->state_device, NULL, so->state_dir) < 0)
-		log_err("update rollback: cannot mount %s on %s again", so->state_device ? so->state_device : "?",
-			so->state_dir);
+	U.saving = true;
+	for (size_t i = 0; r == 0 && i < U.n; i++) {
+		struct pvm *p = &U.p[i];
+		if ((r = open_state(p, e, sizeof(e))) == 0)
+			r = vm_save_begin(p->vm, p->state_fd, U.luo, &p->cs, e, sizeof(e));
+	}
+	if (r == 0 && U.n)
+		(void)FAULT(SAVE, U.p[0].vm);
+	for (size_t i = 0; r == 0 && i < U.n; i++)
+		r = vm_save_finish(U.p[i].vm, U.p[i].state_fd, &U.p[i].cs, e, sizeof(e));
+	if (r < 0) {
+		snprintf(what, len, "save: %s", e);
+		return r;
+	}
+	U.saving = false;
+	return 0;
 }
 
-/* Test switch: cut the manifest in half, as a torn write would. */
-static void corrupt_manifest(void)
+/* Every QEMU asked to quit first, then each reaped: they exit side by side. */
+static int step_quit_all(void)
 {
-	char path[512];
-	struct stat st;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", U.dir, HANDOFF_FILE);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size / 2) == 0)
-		(void)fsync(fd);
-	close(fd);
-}
-
-void update_run_pending(void)
-{
-	const struct sup_opts *so = sup_opts();
-	struct handoff *h;
-	struct utsname u;
-	char e[256], what[512];
-	int r;
-
-	if (!U.pending)
-		return;
-	U.pending = false;
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fail_blackout("out of memory");
-		return;
-	}
-	/* Save all VMs at once: each one's blackout starts at its own migrate. */
-	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		if (open_state(p, e, sizeof(e)) < 0 ||
-		    cpr_save_begin(p->vm->qmp, p->state_fd, U.luo, &p->cs, e, sizeof(e)) < 0)
-			goto save_failed;
-	}
-	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		if (fault("qemu-dies") && i == 0) {
-			(void)kill(p->vm->pid, SIGKILL);
-		}
-		r = cpr_save_finish(p->vm->qmp, p->state_fd, SAVE_TIMEOUT, &p->cs, e, sizeof(e));
-		if (r < 0)
-			goto save_failed;
-	}
 	for (size_t i = 0; i < U.n; i++)
 		vm_end_ask(U.p[i].vm);
 	for (size_t i = 0; i < U.n; i++) {
@@ -423,92 +431,191 @@ void update_run_pending(void)
 			close(p->state_fd);
 			p->state_fd = -1;
 		}
-		log_info("%s: saved, %lld bytes of state (RAM in stream %lld bytes) in %.1f ms", p->vm->conf->name,
+		log_info("%s: saved, %lld bytes of state (RAM in stream %lld bytes) in %.1f ms", vm_name(p->vm),
 			 (long long)p->cs.vmstate_bytes, (long long)p->cs.ram_total, p->cs.done_at - p->cs.stopped_at);
-		event_update_phase("save", p->vm->conf->name, p->cs.done_at - p->cs.stopped_at);
+		event_update_phase("save", vm_name(p->vm), p->cs.done_at - p->cs.stopped_at);
 	}
-	if (U.luo)
-		for (size_t i = 0; i < U.n; i++) {
-			struct pvm *p = &U.p[i];
-			r = luo_preserve_fd(p->session, p->state_fd, U.generation + 1); /* see handoff.h */
-			if (r < 0) {
-				snprintf(what, sizeof(what), "PRESERVE_FD of %s's state: %s", p->vm->conf->name, strerror(-r));
-				goto failed;
-			}
-		}
+	return 0;
+}
 
+/* LUO: each state memfd joins its VM's RAM in the session. */
+static int step_preserve_states(char *what, size_t len)
+{
+	int r;
+
+	for (size_t i = 0; U.luo && i < U.n; i++) {
+		struct pvm *p = &U.p[i];
+		r = luo_preserve_fd(p->session, p->state_fd, U.generation + 1); /* see handoff.h */
+		if (r < 0) {
+			snprintf(what, len, "PRESERVE_FD of %s's state: %s", vm_name(p->vm), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int manifest_vm(const struct pvm *p, struct handoff_vm *m, char *what, size_t len)
+{
+	const struct vmconf_vm *conf = vm_conf(p->vm);
+	struct vm_machine mach;
+
+	vm_machine(p->vm, &mach);
+	snprintf(m->name, sizeof(m->name), "%s", conf->name);
+	m->memory_mib = conf->memory_mib;
+	snprintf(m->machine, sizeof(m->machine), "%s", p->machine);
+	snprintf(m->cpu, sizeof(m->cpu), "%s", p->cpu);
+	snprintf(m->accel, sizeof(m->accel), "%s", vmconf_accel_name(mach.accel));
+	snprintf(m->ram_backing, sizeof(m->ram_backing), "%s", vmconf_ram_name(mach.ram_backing));
+	snprintf(m->qemu_version, sizeof(m->qemu_version), "%s", vm_qemu_version(p->vm));
+	m->ram_size = ram_size(vm_ram_fd(p->vm));
+	m->vmstate_bytes = p->cs.vmstate_bytes;
+	snprintf(m->vmstate_file, sizeof(m->vmstate_file), "%s", p->path);
+	m->ram_transferred = p->cs.ram_total;
+	m->stopped_at = p->cs.stopped_at;
+	m->save_ms = p->cs.done_at - p->cs.stopped_at;
+	return handoff_vm_save_machine(m, conf, what, len);
+}
+
+static int step_write_manifest(const struct update_ctx *c, char *what, size_t len)
+{
+	struct handoff *h = &manifest;
+	struct utsname u;
+	int r;
+
+	handoff_free(h);
+	memset(h, 0, sizeof(*h));
 	h->generation = U.generation;
 	snprintf(h->mode, sizeof(h->mode), "%s", U.luo ? "luo" : "full-ram");
 	snprintf(h->old_kernel, sizeof(h->old_kernel), "%s", uname(&u) == 0 ? u.release : "");
 	h->n_vms = U.n;
-	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		struct handoff_vm *m = &h->vms[i];
-		const struct vm *vm = p->vm;
-		snprintf(m->name, sizeof(m->name), "%s", vm->conf->name);
-		m->memory_mib = vm->conf->memory_mib;
-		snprintf(m->machine, sizeof(m->machine), "%s", p->machine);
-		snprintf(m->cpu, sizeof(m->cpu), "%s", p->cpu);
-		if (handoff_vm_save_machine(m, vm->conf, what, sizeof(what)) < 0)
-			goto failed;
-		snprintf(m->accel, sizeof(m->accel), "%s", vmconf_accel_name(vm->accel));
-		snprintf(m->ram_backing, sizeof(m->ram_backing), "%s", vmconf_ram_name(vm->ram_backing));
-		snprintf(m->qemu_version, sizeof(m->qemu_version), "%s", vm->qemu_version);
-		m->ram_size = ram_size(vm->ram_fd);
-		m->vmstate_bytes = p->cs.vmstate_bytes;
-		snprintf(m->vmstate_file, sizeof(m->vmstate_file), "%s", p->path);
-		m->ram_transferred = p->cs.ram_total;
-		m->stopped_at = p->cs.stopped_at;
-		m->save_ms = p->cs.done_at - p->cs.stopped_at;
-	}
-	{
-		/* What the operator stopped stays stopped after the kexec. */
-		size_t nv;
-		const struct vm *vms = sup_vms(&nv);
-		for (size_t i = 0; i < nv && h->n_held < HANDOFF_MAX_VMS; i++)
-			if (!vms[i].want_running && vms[i].pid <= 0)
-				snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", vms[i].conf->name);
-	}
-	/* Faults the new init must survive: a manifest that does not match
-	 * the preserved sessions, or that is not valid at all. */
-	if (fault("retrieve"))
-		h->generation += 2;
-	if (fault("size-mismatch"))
-		for (size_t i = 0; i < h->n_vms; i++)
-			h->vms[i].vmstate_bytes += 1;
+	for (size_t i = 0; i < U.n; i++)
+		if ((r = manifest_vm(&U.p[i], &h->vms[i], what, len)) < 0)
+			return r;
+	/* What the operator stopped stays stopped after the kexec. */
+	for (size_t i = 0; i < c->n_vms && h->n_held < HANDOFF_MAX_VMS; i++)
+		if (!vm_wanted(c->vms[i]) && !vm_pid(c->vms[i]))
+			snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", vm_name(c->vms[i]));
+	(void)FAULT(MANIFEST, h);
 	h->tsc_hz = U.tsc_hz;
-	h->sandbox = vm_env.sandbox;
+	h->sandbox = c->host->sandbox;
 	h->kexec_at = realtime_ms();
 	h->kexec_tsc = tsc_read();
-	r = fault("no-space") ? -ENOSPC : handoff_write(U.dir, h);
+	r = FAULT(MANIFEST_WRITE, NULL) ?: handoff_write(U.dir, h);
 	if (r < 0) {
-		snprintf(what, sizeof(what), "writing the manifest: %s", strerror(-r));
-		goto failed;
+		snprintf(what, len, "writing the manifest: %s", strerror(-r));
+		return r;
 	}
-	if (fault("corrupt-manifest"))
-		corrupt_manifest();
-	if (fault("umount") || sup_unmount_state() < 0) {
-		snprintf(what, sizeof(what), "unmounting %s failed", so->state_dir);
-		remount_state();
-		(void)handoff_consume(U.dir, NULL);
-		goto failed;
-	}
-	log_info("update: kexec now (generation %016" PRIx64 ", %zu VM(s), %s)", U.generation, U.n, h->mode);
-	r = fault("kexec") ? -EINVAL : kexec_jump();
-	/* Still here: the kexec did not happen. */
-	snprintf(what, sizeof(what), "reboot(KEXEC): %s", strerror(-r));
-	remount_state();
-	(void)handoff_consume(U.dir, NULL);
-	goto failed;
+	U.manifest_written = true;
+	(void)FAULT(MANIFEST_WRITTEN, U.dir);
+	return 0;
+}
 
-save_failed:
-	snprintf(what, sizeof(what), "save: %s", e);
-	for (size_t i = 0; i < U.n; i++)
-		if (U.p[i].vm->qmp)
-			cpr_save_abort(U.p[i].vm->qmp);
-failed:
-	if (h)
-		handoff_free(h);
-	free(h);
-	fail_blackout(what);
+/* Nothing of ours may keep /state busy (the serial logs live there): it is
+ * unmounted, clean on disk, before the kexec. */
+static int step_release_state(const struct update_ctx *c, char *what, size_t len)
+{
+	int r = FAULT(UMOUNT, NULL);
+
+	if (r == 0) {
+		for (size_t i = 0; i < c->n_vms; i++)
+			vm_log_close(c->vms[i]);
+		r = mounts_sync_umount(c->state_dir); /* syncs first */
+	}
+	if (r < 0)
+		snprintf(what, len, "unmounting %s failed", c->state_dir);
+	return r;
+}
+
+/* Returns only when the kexec did not happen. */
+static int step_kexec(char *what, size_t len)
+{
+	int r;
+
+	log_info("update: kexec now (generation %016" PRIx64 ", %zu VM(s), %s)", U.generation, U.n,
+		 U.luo ? "luo" : "full-ram");
+	r = FAULT(KEXEC, NULL) ?: kexec_jump();
+	if (r >= 0)
+		r = -EIO;
+	snprintf(what, len, "reboot(KEXEC): %s", strerror(-r));
+	return r;
+}
+
+/* /state back where it was (the manifest must be removed from it). */
+static void remount_state(const struct update_ctx *c)
+{
+	if (mounts_is_mountpoint(c->state_dir) == 1)
+		return;
+	if (!c->state_device || statefs_mount(c->state_device, NULL, c->state_dir) < 0)
+		log_err("update rollback: cannot mount %s on %s again", c->state_device ? c->state_device : "?",
+			c->state_dir);
+}
+
+/* Put every VM of the update back as it was. */
+static void rollback_vms(void)
+{
+	char e[256] = "";
+
+	for (size_t i = 0; i < U.n; i++) {
+		struct pvm *p = &U.p[i];
+		struct vm *vm = p->vm;
+		if (!p->quit) {
+			/* A QEMU that died meanwhile is the reaper's: its restart
+			 * policy applies (its device state is gone with it). */
+			if (vm_cont(vm) == 0)
+				vm_set_state(vm, VM_RUNNING, "update rolled back");
+			continue;
+		}
+		/* QEMU is gone but the RAM memfd and the state are ours. */
+		if (p->state_fd < 0 && p->path[0])
+			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
+		if (vm_restore_in_place(vm, p->state_fd, U.luo, 2, NULL, e, sizeof(e)) < 0) {
+			/* Its device state cannot be applied: a fresh start is all
+			 * that is left (the restart a QEMU crash would get). */
+			log_err("%s: rollback restore failed: %s; starting it fresh", vm_name(vm), e);
+			vm_end(vm, 0);
+			(void)vm_start(vm, e, sizeof(e));
+		} else {
+			log_info("%s: restored in place after the failed update", vm_name(vm));
+		}
+	}
+}
+
+/* The one rollback of the blackout, whatever step failed: the kexec will
+ * not happen. */
+static void rollback_blackout(const struct update_ctx *c)
+{
+	if (U.saving)
+		for (size_t i = 0; i < U.n; i++)
+			vm_save_abort(U.p[i].vm);
+	U.saving = false;
+	if (U.manifest_written) {
+		remount_state(c);
+		(void)handoff_consume(U.dir, NULL);
+	}
+	U.manifest_written = false;
+	for (size_t i = 0; i < c->n_vms; i++)
+		vm_log_open(c->vms[i]);
+	rollback_vms();
+	undo_start();
+}
+
+int update_run_pending(const struct update_ctx *c, char *err, size_t errlen)
+{
+	char what[512] = "";
+	int r;
+
+	if (!U.pending)
+		return 0;
+	U.pending = false;
+	if ((r = step_save_all(what, sizeof(what))) < 0 ||
+	    (r = step_quit_all()) < 0 ||
+	    (r = step_preserve_states(what, sizeof(what))) < 0 ||
+	    (r = step_write_manifest(c, what, sizeof(what))) < 0 ||
+	    (r = step_release_state(c, what, sizeof(what))) < 0 ||
+	    (r = step_kexec(what, sizeof(what))) < 0) {
+		snprintf(err, errlen, "update failed before the kexec, VMs resumed: %s", what);
+		log_err("%s", err);
+		rollback_blackout(c);
+	}
+	return r;
 }

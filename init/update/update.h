@@ -1,28 +1,59 @@
-/* The host kernel live update (design.md §6). */
+/* The host kernel live update (design.md §6). The supervisor hands every
+ * call a context; results and errors come back as return values, nothing
+ * here calls up. */
 #ifndef LUOINIT_UPDATE_H
 #define LUOINIT_UPDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+struct vm;
+struct vm_host;
+struct vmconf;
+
+/* What the update needs of the host, the configuration and the VMs. */
+struct update_ctx {
+	bool pid1;                  /* else --host mode: no update */
+	bool test_faults;           /* luoinit.test_faults=1 or --test-faults: fault= is accepted */
+	const char *state_dir;      /* "/state" */
+	const char *state_device;   /* mounted there again on a rollback; NULL when unknown */
+	bool state_mounted;
+	const struct vmconf *conf;  /* NULL when the configuration was refused */
+	struct vm *const *vms;
+	size_t n_vms;
+	const struct vm_host *host; /* how QEMU runs here, for the manifest */
+	double boot_realtime_ms;    /* CLOCK_REALTIME when this init started */
+	uint64_t boot_tsc;          /* and the TSC then */
+};
 
 struct update_req {
 	const char *kernel;   /* NULL: the config's update.kernel */
 	const char *initrd;
 	const char *cmdline;  /* NULL: the config's, else the running kernel's */
-	const char *fault;    /* test-only fault injection (see update.c), or NULL */
+	const char *mode;     /* "auto" (NULL), "luo" or "full-ram" */
+	const char *fault;    /* a test fault (update/fault.h), or NULL */
 };
-
-struct json_object;
 
 /* Before the blackout: checks, kexec_file_load, LUO sessions and PRESERVE_FD
  * of every VM's RAM. On success the blackout is scheduled for the next loop
  * turn (after the reply went out) and *ret describes it; on failure nothing
  * changed and err says why. */
-int update_start(const struct update_req *req, struct json_object **ret, char *err, size_t errlen);
+int update_start(const struct update_ctx *c, const struct update_req *req, struct json_object **ret,
+		 char *err, size_t errlen);
 /* The blackout, if one is scheduled: save, manifest, kexec. Returns only
- * when the kexec did not happen; then every VM runs as before. */
-void update_run_pending(void);
+ * when the kexec did not happen: 0 when none was scheduled, else a negative
+ * errno with err saying why; every VM then runs as before. */
+int update_run_pending(const struct update_ctx *c, char *err, size_t errlen);
+
+struct update_resume_result {
+	double kexec_ms;            /* this boot's kexec, 0 on a cold boot */
+	char error[512];            /* what was set aside and why, or "" */
+};
 /* After a kexec (at start-up, before VMs start): restore the VMs of the
- * manifest on their preserved RAM. VMs it restored are running on return. */
-void update_resume(const char *state_dir);
+ * manifest on their preserved RAM. VMs it restored are running on return;
+ * those the operator had stopped are held (vm_held). */
+void update_resume(const struct update_ctx *c, struct update_resume_result *ret);
 
 #endif

@@ -108,31 +108,6 @@ static int wait_migration(struct qmp *q, int timeout_ms, json_object **ret, char
 	}
 }
 
-static int query_status(struct qmp *q, char *buf, size_t len)
-{
-	json_object *r = NULL, *st;
-	char e[128];
-	int rc = qmp_command(q, "query-status", NULL, -1, CPR_CMD_TIMEOUT, &r, e, sizeof(e));
-
-	if (rc < 0)
-		return rc;
-	snprintf(buf, len, "%s", json_object_object_get_ex(r, "status", &st) ? json_object_get_string(st) : "");
-	json_object_put(r);
-	return 0;
-}
-
-int cpr_resume(struct qmp *q)
-{
-	char st[32], e[128];
-	int r = query_status(q, st, sizeof(st));
-
-	if (r < 0)
-		return r;
-	if (strcmp(st, "running") != 0)
-		r = qmp_command(q, "cont", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
-	return r;
-}
-
 int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
 		   char *err, size_t errlen)
 {
@@ -169,26 +144,12 @@ void cpr_save_abort(struct qmp *q)
 	char e[128];
 
 	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
-	(void)cpr_resume(q);
-}
-
-int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-	     struct cpr_stats *ret, char *err, size_t errlen)
-{
-	int r = cpr_save_begin(q, state_fd, ignore_shared, ret, err, errlen);
-
-	if (r == 0)
-		r = cpr_save_finish(q, state_fd, timeout_ms, ret, err, errlen);
-	if (r < 0)
-		cpr_save_abort(q);
-	return r;
 }
 
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 		char *err, size_t errlen)
 {
 	json_object *res = NULL;
-	char st[32];
 	int r;
 
 	if ((r = setup(q, ignore_shared, err, errlen)) < 0 ||
@@ -208,11 +169,5 @@ int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 		(void)qmp_command(q, "remove-fd", a, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
 		json_object_put(a);
 	}
-	/* A guest stopped before its save comes back paused. */
-	if ((r = query_status(q, st, sizeof(st))) < 0)
-		return r;
-	if (strcmp(st, "running") != 0 &&
-	    (r = qmp_command(q, "cont", NULL, -1, CPR_CMD_TIMEOUT, NULL, err, errlen)) < 0)
-		return r;
 	return 0;
 }

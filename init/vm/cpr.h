@@ -20,24 +20,22 @@ struct cpr_stats {
 	double done_at;         /* CLOCK_REALTIME ms when completed was seen */
 };
 
-/* Save into state_fd (a memfd or a file, opened read-write). ignore_shared:
- * false saves full RAM (the fallback). On failure the guest is resumed when
- * the save had stopped it. */
-int cpr_save(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-	     struct cpr_stats *ret, char *err, size_t errlen);
-/* The same in two halves, so several VMs save at once (one blackout):
- * begin starts the migration, finish waits for it. After a failure of
- * either, cpr_save_abort cancels and resumes the guest. */
+/* Full-RAM saves and restores of GiBs under TCG are slow. */
+#define CPR_SAVE_TIMEOUT_MS    120000
+#define CPR_RESTORE_TIMEOUT_MS 120000
+
+/* Save into state_fd (a memfd or a file, opened read-write) in two halves,
+ * so several VMs save at once (one blackout): begin starts the migration,
+ * finish waits for it. ignore_shared: false saves full RAM (the fallback).
+ * After a failure of either, cpr_save_abort cancels the migration (the
+ * guest stays stopped: vm_cont lets it run). */
 int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
 		   char *err, size_t errlen);
 int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
 		    char *err, size_t errlen);
 void cpr_save_abort(struct qmp *q);
-/* Resume a guest whose save completed but which must go on (rollback):
- * 0, or -errno when QEMU does not answer (it died: the reaper takes over). */
-int cpr_resume(struct qmp *q);
-/* Restore a QEMU started with -incoming defer from state_fd and make sure the
- * guest runs. */
+/* Restore a QEMU started with -incoming defer from state_fd; the guest may
+ * come back paused (it was running or not when saved: vm_restore conts). */
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 		char *err, size_t errlen);
 

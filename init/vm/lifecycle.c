@@ -1,7 +1,7 @@
 /* The VM lifecycle as a table: the only place that writes vm->state. Every
  * change is logged at debug level and sent as a VM_STATE_CHANGED event; a
  * change the table does not allow is logged as a bug and refused. */
-#include "vm/vm.h"
+#include "vm/vm_impl.h"
 
 #include <json-c/json.h>
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "pid1/log.h"
+#include "pid1/loop.h"
 
 #define QMP_POLL_MAX_MSGS 256	/* per qmp_poll_events() call: a chatty QEMU cannot starve the loop */
 
@@ -46,12 +47,10 @@ struct qmp {
 
 enum msg_kind { MSG_OTHER, MSG_GREETING, MSG_EVENT, MSG_REPLY };
 
-static int64_t now_ms(void)
+/* Deadlines are signed here: a negative one means "do not wait". */
+static int64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)now_ms();
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -76,7 +75,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 		if (deadline < 0)
 			return -EAGAIN;
-		left = deadline - now_ms();
+		left = deadline - mono_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
 		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
@@ -268,9 +267,10 @@ static enum msg_kind classify(json_object *m)
 	return MSG_OTHER;
 }
 
-static void ev_pop(struct qmp *q, unsigned i, char *name, size_t namelen, json_object **ret_data)
+/* The oldest queued event. */
+static void ev_pop(struct qmp *q, char *name, size_t namelen, json_object **ret_data)
 {
-	struct qmp_event *e = &q->ev[(q->ev_head + i) % QMP_EVENTS_MAX];
+	struct qmp_event *e = &q->ev[q->ev_head];
 
 	if (name && namelen)
 		snprintf(name, namelen, "%s", e->name);
@@ -278,14 +278,7 @@ static void ev_pop(struct qmp *q, unsigned i, char *name, size_t namelen, json_o
 		*ret_data = e->data;
 	else
 		json_object_put(e->data);
-	if (i == 0) {
-		q->ev_head = (q->ev_head + 1) % QMP_EVENTS_MAX;
-	} else {
-		/* close the gap: slide the later events down by one */
-		for (unsigned j = i; j + 1 < q->ev_count; j++)
-			q->ev[(q->ev_head + j) % QMP_EVENTS_MAX] =
-				q->ev[(q->ev_head + j + 1) % QMP_EVENTS_MAX];
-	}
+	q->ev_head = (q->ev_head + 1) % QMP_EVENTS_MAX;
 	q->ev_count--;
 }
 
@@ -299,7 +292,7 @@ static void ev_push(struct qmp *q, json_object *m)
 	(void)json_object_object_get_ex(m, "data", &data);
 	if (q->ev_count == QMP_EVENTS_MAX) {
 		log_debug("qmp: event queue full, dropping %s", q->ev[q->ev_head].name);
-		ev_pop(q, 0, NULL, 0, NULL);
+		ev_pop(q, NULL, 0, NULL);
 	}
 	e = &q->ev[(q->ev_head + q->ev_count) % QMP_EVENTS_MAX];
 	snprintf(e->name, sizeof(e->name), "%s", json_object_get_string(name));
@@ -372,15 +365,19 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 	int64_t id, deadline;
 	int r;
 
-	if (!q || !execute || timeout_ms < 0)
+	if (!q || !execute || timeout_ms < 0) {
+		set_err(err, errlen, "%s: no QMP connection or a bad argument", execute ? execute : "(none)");
 		return -EINVAL;
+	}
 	if (q->closed) {
 		set_err(err, errlen, "QEMU closed the QMP connection");
 		return -EPIPE;
 	}
-	deadline = now_ms() + timeout_ms;
-	if (!(line = format_cmd(q, execute, args, &id, &n)))
+	deadline = mono_ms() + timeout_ms;
+	if (!(line = format_cmd(q, execute, args, &id, &n))) {
+		set_err(err, errlen, "%s: out of memory", execute);
 		return -ENOMEM;
+	}
 	r = send_all(q, line, n, send_fd, deadline);
 	free(line);
 	if (r < 0) {
@@ -423,40 +420,6 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 	}
 }
 
-int qmp_wait_event(struct qmp *q, const char *name, int timeout_ms, struct json_object **ret_data)
-{
-	int64_t deadline;
-
-	if (!q || !name || timeout_ms < 0)
-		return -EINVAL;
-	for (unsigned i = 0; i < q->ev_count; i++)
-		if (strcmp(q->ev[(q->ev_head + i) % QMP_EVENTS_MAX].name, name) == 0) {
-			ev_pop(q, i, NULL, 0, ret_data);
-			return 0;
-		}
-	deadline = now_ms() + timeout_ms;
-	for (;;) {
-		json_object *m, *v;
-		int r = read_msg(q, deadline, &m, NULL, 0);
-
-		if (r < 0)
-			return r;
-		if (classify(m) != MSG_EVENT) {
-			json_object_put(m);
-			continue;
-		}
-		(void)json_object_object_get_ex(m, "event", &v);
-		if (strcmp(json_object_get_string(v), name) != 0) {
-			ev_push(q, m);
-			continue;
-		}
-		if (ret_data)
-			*ret_data = json_object_object_get_ex(m, "data", &v) ? json_object_get(v) : NULL;
-		json_object_put(m);
-		return 0;
-	}
-}
-
 int qmp_poll_events(struct qmp *q)
 {
 	int queued = 0;
@@ -492,7 +455,7 @@ int qmp_next_event(struct qmp *q, char *name, size_t namelen, struct json_object
 		return -EINVAL;
 	if (!q->ev_count)
 		return -EAGAIN;
-	ev_pop(q, 0, name, namelen, ret_data);
+	ev_pop(q, name, namelen, ret_data);
 	return 0;
 }
 
@@ -501,7 +464,7 @@ void qmp_clear_events(struct qmp *q)
 	if (!q)
 		return;
 	while (q->ev_count)
-		ev_pop(q, 0, NULL, 0, NULL);
+		ev_pop(q, NULL, 0, NULL);
 }
 
 int qmp_fd(const struct qmp *q)
@@ -613,7 +576,7 @@ int qmp_handshake(struct qmp *q, char *err, size_t errlen)
 			/* One short line into an empty socket: it does not block. */
 			if (!(line = format_cmd(q, "qmp_capabilities", NULL, &q->caps_id, &n)))
 				return -ENOMEM;
-			r = send_all(q, line, n, -1, now_ms() + 1000);
+			r = send_all(q, line, n, -1, mono_ms() + 1000);
 			free(line);
 			if (r < 0) {
 				set_err(err, errlen, "qmp_capabilities: send: %s", strerror(-r));
@@ -655,7 +618,7 @@ int qmp_open(int fd, int timeout_ms, struct qmp **ret)
 	}
 	if ((r = qmp_connect(fd, &q)) < 0 || !q)
 		return r < 0 ? r : -EIO;
-	deadline = now_ms() + timeout_ms;
+	deadline = mono_ms() + timeout_ms;
 	while ((r = qmp_handshake(q, err, sizeof(err))) == 0) {
 		r = wait_fd(q->fd, POLLIN, deadline);
 		if (r < 0) {

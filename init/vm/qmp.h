@@ -36,14 +36,10 @@ void qmp_version(const struct qmp *q, int *major, int *minor, int *micro);
 int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
 		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen);
 
-/* Waits for event `name`: the queue first, then the socket; other events are
- * queued. *ret_data (if asked for) gets its "data" or NULL, owned by the caller. */
-int qmp_wait_event(struct qmp *q, const char *name, int timeout_ms, struct json_object **ret_data);
-
 /* Non-blocking: reads what is available and queues the events, for the event
  * loop when the fd is readable. Garbage lines and stray replies are dropped.
  * Returns how many events were queued, or -EPIPE once QEMU closed. Events read
- * during qmp_command()/qmp_wait_event() are queued as well: drain the queue
+ * during qmp_command() are queued as well: drain the queue
  * after those too, epoll will not signal them again. */
 int qmp_poll_events(struct qmp *q);
 /* Pops the oldest queued event; -EAGAIN when there is none. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vm/qmp.h"
+#include "vm/vm_impl.h"
 
 #define RESOLVE_TIMEOUT 5000
 
@@ -73,4 +74,20 @@ int resolve_machine(struct qmp *q, const char *machine, char *out, size_t len, c
 int resolve_cpu(struct qmp *q, const char *cpu, char *out, size_t len, char *err, size_t errlen)
 {
 	return resolve(q, "query-cpu-definitions", "alias-of", true, cpu, out, len, err, errlen);
+}
+
+int vm_resolve_names(struct vm *vm, char *machine, size_t mlen, char *cpu, size_t clen, char *err, size_t errlen)
+{
+	const struct vmconf_vm *c = vm->conf;
+	int r;
+
+	snprintf(machine, mlen, "%s", c->machine);
+	snprintf(cpu, clen, "%s", c->cpu);
+	if (!vm->qmp) {
+		snprintf(err, errlen, "QEMU has no QMP connection to ask");
+		return -ENOTCONN;
+	}
+	if ((r = resolve_machine(vm->qmp, c->machine, machine, mlen, err, errlen)) < 0)
+		return r;
+	return resolve_cpu(vm->qmp, c->cpu, cpu, clen, err, errlen);
 }

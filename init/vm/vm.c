@@ -1,5 +1,5 @@
 /* The VM lifecycle: start QEMU on a memfd, stop it, apply the restart policy. */
-#include "vm/vm.h"
+#include "vm/vm_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +33,6 @@
 #define VM_FD_RAM    5
 #define VM_RAM_FDSET 1
 
-struct vm_env vm_env;
-
 static int mkdir_parents(const char *path)
 {
 	char buf[4096];
@@ -51,21 +49,145 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-int vm_init(struct vm *vm, const struct vmconf_vm *conf)
+struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host)
 {
-	memset(vm, 0, sizeof(*vm));
-	vm->conf = conf;
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->conf = vm->base_conf = conf;
+	vm->host = host;
 	vm_state_init(vm);
 	vm->ram_fd = vm->serial_fd = vm->err_fd = vm->serial_log.fd = vm->restart_timer = -1;
 	vm->start_timer = -1;
+	vm->sandbox = -1;
 	vm->accel = conf->accel;
 	vm->ram_backing = conf->ram_backing;
 	vm->backoff_ms = VM_BACKOFF_MIN;
 	vm->ring = calloc(1, VM_RING_SIZE);
-	if (!vm->ring)
-		return -ENOMEM;
+	if (!vm->ring) {
+		free(vm);
+		return NULL;
+	}
 	vm_log_open(vm);
+	return vm;
+}
+
+static void cancel_restart(struct vm *vm);
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	cancel_restart(vm);
+	vm_end(vm, 0);
+	vm_set_ram(vm, -1);
+	vm_log_close(vm);
+	vmconf_free(vm->saved);
+	vmconf_strv_free(vm->config_pending);
+	free(vm->ring);
+	free(vm);
+}
+
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved)
+{
+	char **pending = NULL;
+	int n;
+
+	if (!saved || saved->n_vms != 1 || strcmp(saved->vms[0].name, vm->base_conf->name) != 0) {
+		vmconf_free(saved);
+		return -EINVAL;
+	}
+	n = vmconf_vm_diff(&saved->vms[0], vm->base_conf, &pending);
+	if (n < 0) {
+		vmconf_free(saved);
+		return n;
+	}
+	vmconf_free(vm->saved);
+	vmconf_strv_free(vm->config_pending);
+	vm->saved = saved;
+	vm->config_pending = pending;
+	vm->conf = &saved->vms[0];
+	if (n > 0) {
+		char list[512] = "";
+		for (size_t i = 0, off = 0; pending[i] && off < sizeof(list); i++)
+			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", pending[i]);
+		log_info("%s: restored on the machine it was saved on; the configuration's changes (%s) apply "
+			 "at its next cold start (vm-restart)", vm->conf->name, list);
+	}
 	return 0;
+}
+
+void vm_set_error(struct vm *vm, const char *msg)
+{
+	snprintf(vm->last_error, sizeof(vm->last_error), "%s", msg);
+}
+
+/* A cold start runs the configuration as it is now. */
+static void drop_saved_machine(struct vm *vm)
+{
+	if (!vm->saved)
+		return;
+	if (vm->config_pending && vm->config_pending[0])
+		log_info("%s: cold start: the configuration's changes apply now", vm->conf->name);
+	vm->conf = vm->base_conf;
+	/* Resolved values stay unless the configuration now names its own. */
+	if (vm->base_conf->accel != VMCONF_ACCEL_AUTO)
+		vm->accel = vm->base_conf->accel;
+	if (vm->base_conf->ram_backing != VMCONF_RAM_AUTO)
+		vm->ram_backing = vm->base_conf->ram_backing;
+	vm->sandbox = -1;
+	vmconf_free(vm->saved);
+	vmconf_strv_free(vm->config_pending);
+	vm->saved = NULL;
+	vm->config_pending = NULL;
+}
+
+struct vm *vm_find(struct vm *const *vms, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(vms[i]->conf->name, name) == 0)
+			return vms[i];
+	return NULL;
+}
+
+const char *vm_name(const struct vm *vm) { return vm->conf->name; }
+const struct vmconf_vm *vm_conf(const struct vm *vm) { return vm->conf; }
+enum vm_state vm_state(const struct vm *vm) { return vm->state; }
+pid_t vm_pid(const struct vm *vm) { return vm->pid > 0 ? vm->pid : 0; }
+bool vm_wanted(const struct vm *vm) { return vm->want_running; }
+bool vm_held(const struct vm *vm) { return vm->held; }
+int vm_ram_fd(const struct vm *vm) { return vm->ram_fd; }
+const char *vm_qemu_version(const struct vm *vm) { return vm->qemu_version; }
+void vm_hold(struct vm *vm) { vm->held = true; }
+
+const char *vm_busy(const struct vm *vm)
+{
+	return vm->stopping ? "being stopped" : vm->starting ? "being started" : NULL;
+}
+
+static bool sandboxed(const struct vm *vm)
+{
+	return vm->sandbox >= 0 ? vm->sandbox == 1 : vm->host->sandbox;
+}
+
+void vm_machine(const struct vm *vm, struct vm_machine *ret)
+{
+	ret->accel = vm->accel;
+	ret->ram_backing = vm->ram_backing;
+	ret->sandbox = sandboxed(vm);
+}
+
+void vm_set_ram(struct vm *vm, int fd)
+{
+	if (vm->ram_fd >= 0 && vm->ram_fd != fd)
+		close(vm->ram_fd);
+	vm->ram_fd = fd;
+}
+
+void vm_set_last_update(struct vm *vm, const struct vm_update_record *rec)
+{
+	vm->last_update = *rec;
 }
 
 void vm_log_open(struct vm *vm)
@@ -106,6 +228,12 @@ void vm_end_ask(struct vm *vm)
 	loop_del(qmp_fd(vm->qmp));
 	qmp_free(vm->qmp);
 	vm->qmp = NULL;
+}
+
+void vm_crash(struct vm *vm)
+{
+	if (vm->pid > 0 && kill(vm->pid, SIGKILL) < 0)
+		log_errno(LOG_WARN, errno, "%s: kill QEMU pid %d", vm->conf->name, (int)vm->pid);
 }
 
 void vm_end(struct vm *vm, int grace_ms)
@@ -208,26 +336,32 @@ static void on_start_timeout(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
 	char err[96];
+	uint64_t n;
 
+	if (read(fd, &n, sizeof(n)) != (ssize_t)sizeof(n) || fd != vm->start_timer)
+		return; /* not expired, or a timer of an earlier start */
 	snprintf(err, sizeof(err), "QEMU did not answer on QMP within %d s", VM_QMP_TIMEOUT / 1000);
 	start_failed(vm, -1, err);
 }
 
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen)
 {
-	const struct vmconf_vm *c = vm->conf;
+	const struct vmconf_vm *c;
 	int qs[2] = { -1, -1 }, ss[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct vmconf_argv_opts o = { 0 };
 	char **argv = NULL;
-	int r, st;
+	int r;
 
 	err[0] = 0;
+	if (!incoming)
+		drop_saved_machine(vm);
+	c = vm->conf;
 	if (vm->accel == VMCONF_ACCEL_AUTO) {
 		vm->accel = resolve_accel();
 		log_info("%s: accel auto resolved to %s", c->name, vmconf_accel_name(vm->accel));
 	}
 	if (vm->ram_backing == VMCONF_RAM_AUTO)
-		vm->ram_backing = vm_env.fdset_ok ? VMCONF_RAM_FDSET : VMCONF_RAM_PROCFD;
+		vm->ram_backing = vm->host->fdset_ok ? VMCONF_RAM_FDSET : VMCONF_RAM_PROCFD;
 	if (!keep_ram || vm->ram_fd < 0) {
 		if (vm->ram_fd >= 0)
 			close(vm->ram_fd);
@@ -256,8 +390,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	o.qmp_fd = VM_FD_QMP;
 	o.serial_fd = VM_FD_SERIAL;
 	o.incoming_defer = incoming;
-	o.sandbox = vm_env.sandbox;
-	o.firmware_dir = vm_env.firmware_dir;
+	o.sandbox = sandboxed(vm);
 	r = vmconf_build_argv(c, &o, &argv);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot build QEMU's argv: %s", strerror(-r));
@@ -300,7 +433,10 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	qs[0] = -1; /* qmp_open owns it now, even on failure */
 	if (r < 0) {
 		snprintf(err, errlen, "QEMU did not answer on QMP: %s", strerror(-r));
-		(void)spawn_wait(vm->pid, 2000, &st);
+		/* Let it finish saying why; one that exits is reaped here, so
+		 * vm_end below does not wait for a pid that is gone. */
+		if (spawn_wait(vm->pid, 2000, &vm->last_status) == 0)
+			vm->pid = 0;
 		vm_stderr_snapshot(vm, err, errlen);
 		goto fail_pid;
 	}
@@ -340,11 +476,34 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	return r;
 }
 
+int vm_start_serving(struct vm *vm, bool reset_restarts, char *err, size_t errlen)
+{
+	pid_t pid;
+	int r;
+
+	if (reset_restarts)
+		vm->restarts = 0;
+	if ((r = vm_start(vm, err, errlen)) < 0)
+		return r;
+	pid = vm->pid;
+	vm->starting = true;
+	while (vm->greet && vm->pid == pid && !vm->host->shutdown_pending)
+		(void)loop_run_once(200);
+	vm->starting = false;
+	if (vm->state == VM_RUNNING || vm->state == VM_STARTING)
+		return 0; /* up, or still coming up while the appliance shuts down */
+	snprintf(err, errlen, "%s", vm->last_error);
+	return -EIO;
+}
+
 static void on_restart_timer(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
 	char err[256];
+	uint64_t n;
 
+	if (read(fd, &n, sizeof(n)) != (ssize_t)sizeof(n) || fd != vm->restart_timer)
+		return; /* not expired, or a timer cancelled meanwhile */
 	cancel_restart(vm);
 	if (!vm->want_running || vm->pid > 0)
 		return;
@@ -431,13 +590,16 @@ static void reaped_stop(struct vm *vm, int status)
 	vm_set_state(vm, VM_STOPPED, "stopped");
 }
 
-/* Run the loop until the reaper has seen pid go (0) or timeout_ms passed. */
+/* Run the loop until the reaper has seen pid go (0), timeout_ms passed
+ * (-ETIMEDOUT) or a shutdown is pending (-ECANCELED: it takes over). */
 static int wait_exit_serving(struct vm *vm, pid_t pid, int timeout_ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 
 	while (vm->pid == pid) {
 		uint64_t now = now_ms();
+		if (vm->host->shutdown_pending)
+			return -ECANCELED;
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		(void)loop_run_once((int)(deadline - now < 200 ? deadline - now : 200));
@@ -445,9 +607,8 @@ static int wait_exit_serving(struct vm *vm, pid_t pid, int timeout_ms)
 	return 0;
 }
 
-static int stop(struct vm *vm, int timeout_ms, bool serve);
-
-int vm_powerdown(struct vm *vm)
+/* Press the guest's power button (QMP system_powerdown). */
+static int powerdown(struct vm *vm)
 {
 	char e[128];
 
@@ -455,6 +616,16 @@ int vm_powerdown(struct vm *vm)
 		return -ESRCH;
 	return qmp_command(vm->qmp, "system_powerdown", NULL, -1, 2000, NULL, e, sizeof(e));
 }
+
+void vm_power_off_ask(struct vm *vm, bool press_button)
+{
+	vm->want_running = false;
+	cancel_restart(vm);
+	if (press_button)
+		(void)powerdown(vm);
+}
+
+static int stop(struct vm *vm, int timeout_ms, bool serve);
 
 int vm_power_off(struct vm *vm, int timeout_ms, bool serve)
 {
@@ -472,19 +643,23 @@ int vm_power_off(struct vm *vm, int timeout_ms, bool serve)
 
 static int stop(struct vm *vm, int timeout_ms, bool serve)
 {
-	int st;
+	int st, r;
 
-	vm->want_running = false;
-	cancel_restart(vm);
+	vm_power_off_ask(vm, false);
 	if (vm->pid <= 0) {
 		vm_set_state(vm, VM_STOPPED, "stopped");
 		return 0;
 	}
-	/* The shutdown path (!serve) asked every guest at once already. */
-	if (timeout_ms > 0 && vm->qmp && (!serve || vm_powerdown(vm) == 0)) {
+	/* The shutdown path (!serve) pressed every guest's button already. */
+	if (timeout_ms > 0 && vm->qmp && (!serve || powerdown(vm) == 0)) {
 		if (serve) {
-			if (wait_exit_serving(vm, vm->pid, timeout_ms) == 0)
+			r = wait_exit_serving(vm, vm->pid, timeout_ms);
+			if (r == 0)
 				return 0;
+			if (r == -ECANCELED) {
+				log_info("%s: a shutdown is pending: it stops this VM", vm->conf->name);
+				return 0;
+			}
 		} else if (spawn_wait(vm->pid, timeout_ms, &st) == 0) {
 			reaped_stop(vm, st);
 			return 0;
@@ -511,6 +686,13 @@ struct json_object *vm_status_json(const struct vm *vm)
 	json_object_object_add(o, "restart", json_object_new_string(vmconf_restart_name(vm->conf->restart)));
 	json_object_object_add(o, "qemu_version", vm->qemu_version[0] ? json_object_new_string(vm->qemu_version) : NULL);
 	json_object_object_add(o, "last_error", vm->last_error[0] ? json_object_new_string(vm->last_error) : NULL);
+	{
+		/* Configuration changes waiting for the guest's next cold start. */
+		json_object *p = json_object_new_array();
+		for (size_t i = 0; vm->config_pending && vm->config_pending[i]; i++)
+			json_object_array_add(p, json_object_new_string(vm->config_pending[i]));
+		json_object_object_add(o, "config_pending", p);
+	}
 	if (!lu->valid) {
 		json_object_object_add(o, "last_update", NULL);
 		return o;

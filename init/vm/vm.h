@@ -1,5 +1,7 @@
-/* The VM supervisor: one struct vm per configured VM, its QEMU process, RAM
- * memfd, QMP connection, serial and stderr streams, and restart policy. */
+/* The VM layer: one struct vm per configured VM, its QEMU process, RAM
+ * memfd, QMP connection, serial and stderr streams, and restart policy.
+ * struct vm is opaque outside vm/ (vm/vm_impl.h): the layers above ask
+ * these functions, and vm/lifecycle.c alone changes a VM's state. */
 #ifndef LUOINIT_VM_H
 #define LUOINIT_VM_H
 
@@ -8,14 +10,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "pid1/logfile.h"
 #include "vmconf.h"
 
-struct qmp;
+struct vm;
+struct cpr_stats;
 struct json_object;
 
 /* The states of design.md §4. vm/lifecycle.c's table says which changes are
- * legal; vm_set_state is the only writer of vm->state. */
+ * legal; vm_set_state is the only writer of a VM's state. */
 enum vm_state { VM_STARTING, VM_RUNNING, VM_PAUSED, VM_RESTORING, VM_STOPPED, VM_FAILED };
 
 struct vm_update_record {
@@ -29,111 +31,142 @@ struct vm_update_record {
 	double stopped_at;        /* CLOCK_REALTIME ms when the guest stopped */
 };
 
-#define VM_RING_SIZE (64 * 1024)
-/* A serial log is rotated past this size, VM_SERIAL_KEEP older files kept. */
-#define VM_SERIAL_CAP (4 << 20)
-#define VM_SERIAL_KEEP 3
-
-struct vm {
-	const struct vmconf_vm *conf;
-	enum vm_state state;
-	bool want_running;          /* the operator's intent: restart policy applies */
-	bool held;                  /* stopped before the update that booted us: not started */
-	bool stopping;              /* vm_power_off(serve) is waiting for the guest */
-	bool starting;              /* a vm-start is waiting for QMP (commands.c) */
-	bool policy_spawn;          /* this start is a policy restart: a failure keeps the policy */
-	pid_t pid;                  /* QEMU, 0 when none */
-	int ram_fd;                 /* guest RAM memfd, -1 when none */
-	struct qmp *qmp;
-	struct qmp *greet;          /* QMP while its handshake runs (starting), then qmp */
-	int start_timer;            /* timerfd bounding the QMP handshake, -1 */
-	int serial_fd;              /* our end of the serial socketpair */
-	int err_fd;                 /* read end of QEMU's stderr pipe */
-	struct logfile serial_log;  /* the serial log file, rotated (fd -1 for "log") */
-	int restart_timer;          /* timerfd of a pending restart, -1 */
-	enum vmconf_accel accel;    /* resolved once, kept across updates */
-	enum vmconf_ram ram_backing;/* resolved */
-	unsigned restarts;
-	unsigned backoff_ms;
-	uint64_t started_ms;        /* monotonic: forked, then up (back-off reset) */
-	int last_status;            /* wait status of the last QEMU exit */
-	char last_error[256];
-	char qemu_version[32];
-	struct vm_update_record last_update;
-	char errline[512];          /* partial stderr line */
-	size_t errlen;
-	char serline[512];          /* partial serial line ("log" serial) */
-	size_t serlen;
-	char *ring;                 /* last VM_RING_SIZE bytes of serial output */
-	size_t ring_len, ring_head;
+/* What the supervisor hands every VM (vm_new) and keeps up to date: how QEMU
+ * runs on this host (its probes), and whether a poweroff or reboot is
+ * pending: waits that serve the loop give way to it. The vm layer only
+ * reads it. */
+struct vm_host {
+	bool sandbox;               /* QEMU supports -sandbox: it runs confined */
+	bool fdset_ok;              /* QEMU resolves /dev/fdset for RAM (ram_backing auto) */
+	bool shutdown_pending;
 };
 
-struct vm_env {
-	const char *firmware_dir;   /* -L for QEMU, or NULL */
+/* How a VM's QEMU runs, as an update manifest records it: the restore after
+ * the kexec runs it the same way, never re-resolved. */
+struct vm_machine {
+	enum vmconf_accel accel;
+	enum vmconf_ram ram_backing;
 	bool sandbox;
-	bool fdset_ok;              /* the probe said QEMU resolves /dev/fdset for RAM */
 };
 
-extern struct vm_env vm_env;
-
+/* vm/lifecycle.c: change the VM's state to `to` for `reason` (logged, and
+ * sent as a VM_STATE_CHANGED event); a change the table forbids is logged
+ * and refused (false). */
 const char *vm_state_name(enum vm_state s);
-/* vm/lifecycle.c: change vm->state to `to` for `reason` (logged, and sent as
- * a VM_STATE_CHANGED event); a change the table forbids is logged and
- * refused (false). */
 bool vm_set_state(struct vm *vm, enum vm_state to, const char *reason);
 bool vm_transition_allowed(enum vm_state from, enum vm_state to);
-void vm_state_init(struct vm *vm); /* stopped: vm_init's start */
 
-int vm_init(struct vm *vm, const struct vmconf_vm *conf);
+/* A VM for conf, stopped, without QEMU; conf and host are borrowed and must
+ * outlive it. NULL when out of memory. vm_free ends its QEMU first; NULL is
+ * fine. */
+struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host);
+void vm_free(struct vm *vm);
+struct vm *vm_find(struct vm *const *vms, size_t n, const char *name);
+
+/* What the layers above may know of a VM. */
+const char *vm_name(const struct vm *vm);
+const struct vmconf_vm *vm_conf(const struct vm *vm);
+enum vm_state vm_state(const struct vm *vm);
+pid_t vm_pid(const struct vm *vm);             /* its QEMU, 0 when none */
+bool vm_wanted(const struct vm *vm);           /* the operator's intent: the restart policy applies */
+bool vm_held(const struct vm *vm);             /* stopped before the update that booted us */
+/* "being stopped" or "being started" while a vm-stop or vm-start serves the
+ * loop (only vm-log may touch the VM meanwhile), else NULL. */
+const char *vm_busy(const struct vm *vm);
+int vm_ram_fd(const struct vm *vm);            /* the guest RAM memfd, -1 */
+void vm_machine(const struct vm *vm, struct vm_machine *ret);
+const char *vm_qemu_version(const struct vm *vm); /* the running QEMU's, "" until it greets */
+/* vm/resolve.c: the machine type and cpu model the running QEMU made of the
+ * config's names (q35 -> pc-q35-10.0); the names as configured and -errno
+ * when it cannot tell. */
+int vm_resolve_names(struct vm *vm, char *machine, size_t mlen, char *cpu, size_t clen, char *err, size_t errlen);
+
+/* After a kexec: the VM runs on `saved` (one VM, owned by the VM from now),
+ * the machine its guest was saved on, until its next cold start, when the
+ * configuration applies again; status lists where they differ
+ * (config_pending). -EINVAL when saved is not this VM's. */
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved);
+/* Why the VM is not what it was (status.vms[].last_error). */
+void vm_set_error(struct vm *vm, const char *msg);
+
+/* The update after which this boot came: a VM the operator had stopped
+ * stays stopped (not started at boot). */
+void vm_hold(struct vm *vm);
+/* fd (LUO's retrieved RAM) becomes the guest RAM, owned by the VM; -1 drops
+ * the RAM it had. */
+void vm_set_ram(struct vm *vm, int fd);
+void vm_set_last_update(struct vm *vm, const struct vm_update_record *rec);
+
 /* The one way to end a QEMU: QMP quit when it has QMP, up to grace_ms for
  * it to exit, then SIGKILL; reaped, its streams closed. The RAM memfd stays
- * and vm->state is the caller's to set. grace_ms 0: kill at once. */
+ * and the state is the caller's to set. grace_ms 0: kill at once. */
 #define VM_END_GRACE_MS 5000
 void vm_end(struct vm *vm, int grace_ms);
 /* vm_end's first half, the QMP quit alone: asking several QEMUs first lets
  * them exit side by side; vm_end then reaps each. */
 void vm_end_ask(struct vm *vm);
+/* Test faults only: SIGKILL the QEMU as a crash would; the reaper sees it. */
+void vm_crash(struct vm *vm);
 /* The serial log file: closed so /state can be unmounted, opened again after. */
 void vm_log_open(struct vm *vm);
 void vm_log_close(struct vm *vm);
 
-/* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
- * incoming: start with -incoming defer and wait for QMP (restores need it at
- * once). Otherwise return as soon as QEMU is forked, in state starting: the
- * loop runs its QMP handshake (then running) or sees it fail, so a slow or
- * hung QEMU never holds up PID 1 and several VMs boot side by side. */
-int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
-/* The operator's start: the restart counter and policy begin afresh; a QEMU
- * that fails before QMP is up leaves the VM failed, not retried. */
+/* Start QEMU on fresh RAM. Returns as soon as QEMU is forked, in state
+ * starting: the loop runs its QMP handshake (then running) or sees it fail,
+ * so a slow or hung QEMU never holds up PID 1 and several VMs boot side by
+ * side. The restart policy begins afresh; a QEMU that fails before QMP is up
+ * leaves the VM failed, not retried. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
-/* Press the guest's power button (QMP system_powerdown). */
-int vm_powerdown(struct vm *vm);
+/* The operator's vm-start: vm_start, then serve the loop until QEMU is up or
+ * has failed (err says why: -EIO), or a shutdown is pending (0: it is left
+ * to the shutdown). reset_restarts: the restart counter starts at 0. */
+int vm_start_serving(struct vm *vm, bool reset_restarts, char *err, size_t errlen);
 /* The operator's stop: power the guest down, give it timeout_ms, then
  * vm_end; stopped, the restart policy off. serve: the loop keeps running
- * meanwhile (other clients and VMs are served; vm->stopping is set, a second
- * stop gets -EBUSY); otherwise the power button was pressed already (the
- * shutdown sequence presses every VM's first) and this blocks. */
+ * meanwhile (other clients and VMs are served; a second stop gets -EBUSY)
+ * and a pending shutdown cuts the wait short, leaving the guest to the
+ * shutdown sequence; otherwise vm_power_off_ask came first (the shutdown
+ * sequence asks every VM before waiting for any) and this blocks. */
 int vm_power_off(struct vm *vm, int timeout_ms, bool serve);
+/* The restart policy off and, when press_button, the guest's power button
+ * pressed (QMP system_powerdown). */
+void vm_power_off_ask(struct vm *vm, bool press_button);
 /* The reaper found pid gone: clean up and apply the restart policy. */
 bool vm_owns_pid(const struct vm *vm, pid_t pid);
 void vm_exited(struct vm *vm, int status);
+
+/* vm/vm_save.c: a VM's device state saved and restored through cpr.c, for
+ * the updates. Each fails with err set (-ESRCH: QEMU is gone). */
+/* Start the save into state_fd; vm_save_finish waits for it (several VMs
+ * save at once: one blackout). After a failure of either, vm_save_abort
+ * cancels it and lets the guest run again. vm_save does all three. */
+int vm_save_begin(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,
+		  size_t errlen);
+int vm_save_finish(struct vm *vm, int state_fd, struct cpr_stats *ret, char *err, size_t errlen);
+void vm_save_abort(struct vm *vm);
+int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,
+	    size_t errlen);
+/* Let a guest that a save stopped run again (QMP cont unless it runs): 0,
+ * or -errno when QEMU does not answer (it died: the reaper takes over). */
+int vm_cont(struct vm *vm);
+/* Start the QEMU that restores a saved VM (after a kexec), run as m says,
+ * with -incoming defer, waiting for QMP; keep_ram: on the RAM it has
+ * (vm_set_ram). The VM is wanted running from here. */
+int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen);
+/* Restore state_fd into the QEMU vm_spawn_restore started and make sure the
+ * guest runs (the state is not changed: the caller says why it runs). */
+int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen);
 /* Start QEMU on the RAM memfd it has (-incoming defer) and restore state_fd
  * into it, up to `tries` times, each on a fresh QEMU (one still there from a
- * failed restore is killed first); running on success (vmm_update.c). */
+ * failed restore is ended first); running on success. */
 int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
 			char *err, size_t errlen);
-/* Restart QEMU in place keeping RAM (design.md §4 vmm-update). */
+/* Restart QEMU in place keeping RAM (design.md §4 vmm-update; vmm_update.c). */
 int vm_vmm_update(struct vm *vm, char *err, size_t errlen);
 
 /* Serial log tail (last `bytes` bytes) in a malloc'd string. */
 char *vm_log_tail(struct vm *vm, size_t bytes);
 /* {"name":..., "state":..., ...} for status. */
 struct json_object *vm_status_json(const struct vm *vm);
-
-/* vm_io.c: watch QEMU's stderr, the serial port and QMP events in the loop;
- * close them after QEMU is gone (draining first); stderr for error messages. */
-int vm_watch(struct vm *vm);
-void vm_close_streams(struct vm *vm);
-void vm_stderr_snapshot(struct vm *vm, char *err, size_t errlen);
 
 #endif

@@ -11,7 +11,7 @@
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "vm/qmp.h"
-#include "vm/vm.h"
+#include "vm/vm_impl.h"
 
 static void ring_put(struct vm *vm, const char *buf, size_t n)
 {

@@ -14,34 +14,7 @@
 #include "vm/qmp.h"
 #include "vm/ram.h"
 #include "vm/spawn.h"
-#include "vm/vm.h"
-
-#define SAVE_TIMEOUT    60000
-#define RESTORE_TIMEOUT 120000 /* a full-RAM rollback restores GiBs */
-
-int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
-			char *err, size_t errlen)
-{
-	int r = -EIO;
-
-	/* The RAM and the state are still ours: each try is a fresh QEMU (a
-	 * failed one is ended first, never left beside the new one). */
-	for (int attempt = 0; attempt < tries; attempt++) {
-		if (attempt)
-			log_err("%s: restore failed (%s), retrying on a fresh QEMU", vm->conf->name, err);
-		vm_end(vm, 0); /* no-op unless a failed restore left its QEMU */
-		r = vm_spawn(vm, true, true, err, errlen);
-		if (ret_started)
-			*ret_started = realtime_ms();
-		if (r == 0)
-			r = cpr_restore(vm->qmp, state_fd, ignore_shared, RESTORE_TIMEOUT, err, errlen);
-		if (r == 0) {
-			vm_set_state(vm, VM_RUNNING, "restored");
-			return 0;
-		}
-	}
-	return r;
-}
+#include "vm/vm_impl.h"
 
 int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 {
@@ -61,8 +34,8 @@ int vm_vmm_update(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the state memfd: %s", strerror(-sfd));
 		return sfd;
 	}
-	/* Save. On failure cpr_save resumes the guest: nothing changed. */
-	r = cpr_save(vm->qmp, sfd, true, SAVE_TIMEOUT, &cs, e, sizeof(e));
+	/* Save. On failure vm_save lets the guest run again: nothing changed. */
+	r = vm_save(vm, sfd, true, &cs, e, sizeof(e));
 	if (r < 0) {
 		snprintf(err, errlen, "save failed, %s keeps running: %s", name, e);
 		close(sfd);

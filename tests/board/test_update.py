@@ -21,8 +21,11 @@ UPDATE_TIMEOUT = int(os.environ.get("LUOINIT_UPDATE_TIMEOUT", "240"))
 
 
 def boot(append=""):
+    """The appliance with fault injection allowed (`update fault=` is refused
+    without luoinit.test_faults=1); the updates keep the cmdline (null in
+    the board's config), so every kernel of a test has it."""
     a = new_appliance("luoinit-upd-")
-    a.append = append
+    a.append = ("luoinit.test_faults=1 " + append).strip()
     start(a)
     return a
 

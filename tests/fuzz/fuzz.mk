@@ -29,7 +29,7 @@ FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unus
 
 FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
 FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c init/ctl/session.c
-FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/vm/qmp.c init/pid1/log.c
+FUZZ_SRCS_qmp       := tests/fuzz/fuzz_qmp.c init/vm/qmp.c init/pid1/log.c init/pid1/loop.c
 
 # Longest input: a config file well past a real one; a request line past
 # CTL_LINE_MAX (64 KiB) so the size limit is hit; what QEMU sends in one go.

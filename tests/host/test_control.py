@@ -101,6 +101,35 @@ def test_update_is_refused_in_host_mode(sup, args):
     assert r.returncode == 1 and "update" in r.stderr and r.stdout == "", r
 
 
+def test_update_fault_is_refused_without_test_faults(sup):
+    """fault= is a test switch: without luoinit.test_faults=1 (--test-faults
+    here) it is refused, saying why, before anything else is looked at."""
+    before = sup.vm("vm0")
+    r = sup.request("update", {"fault": "kexec"}, id_="f")
+    d = err_of(r)["desc"]
+    assert "fault=kexec" in d and "luoinit.test_faults=1" in d and "--test-faults" in d, d
+    assert "PID 1" not in d, d
+    after = sup.vm("vm0")
+    assert after["pid"] == before["pid"] and after["state"] == "running", after
+    assert sup.status()["last_update_error"] is None
+
+
+def test_update_fault_with_test_faults(supervisors):
+    """With --test-faults a known fault passes the switch (and the update is
+    then refused for --host mode, as any); an unknown one is named, with the
+    known ones."""
+    s = supervisors(config={"version": 1, "vms": []}, extra_args=["--test-faults"])
+    d = err_of(s.request("update", {"fault": "kexec"}))["desc"]
+    assert "PID 1" in d and "test_faults" not in d, d
+    d = err_of(s.request("update", {"fault": "nope"}))["desc"]
+    assert "fault=nope" in d and "no such fault" in d, d
+    for known in ("kexec-load", "preserve-fd", "qemu-dies", "no-space", "umount", "kexec", "retrieve",
+                  "size-mismatch", "corrupt-manifest"):
+        assert known in d, (known, d)
+    d = err_of(s.request("update", {"fault": 7}))["desc"]
+    assert "fault" in d and "string" in d, d
+
+
 def boots_after(s, text):
     return helpers.boots(s.serial("vm0")[len(text):])
 
@@ -325,6 +354,26 @@ def test_other_clients_are_served_while_a_vm_stops(sup):
         assert st["vms"][0]["state"] == "running", st  # still powering down
         r = a.read_msg(60)
         assert r["id"] == "stop" and r["return"]["state"] == "stopped", r
+
+
+def test_poweroff_cuts_a_vm_stop_short(sup):
+    """A vm-stop waiting 10 minutes for a guest that ignores ACPI gives way
+    to a poweroff asked meanwhile: it answers, and the shutdown (its own 1 s
+    grace) ends the guest and the supervisor at once."""
+    pid = sup.vm("vm0")["pid"]
+    with sup.conn() as a:
+        a.send_raw(b'{"execute": "vm-stop", "arguments": {"name": "vm0", "timeout": 600}, "id": "stop"}\n')
+        helpers.wait_for(lambda: "being stopped" in err_of(sup.request("vm-start", {"name": "vm0"}))["desc"],
+                         10, "the vm-stop to be waiting")
+        t0 = time.monotonic()
+        assert sup.ctl("poweroff", "timeout=1").returncode == 0
+        r = a.read_msg(60)
+        assert r["id"] == "stop" and "return" in r, r
+    assert sup.proc.wait(60) == 0, sup.log()[-3000:]
+    took = time.monotonic() - t0
+    assert took < 30, f"the shutdown waited {took:.1f} s for a vm-stop"
+    assert "a shutdown is pending" in sup.log()
+    helpers.wait_for(lambda: not helpers.alive(pid), 10, "QEMU to go")
 
 
 def test_socket_is_private(sup):

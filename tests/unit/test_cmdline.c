@@ -121,6 +121,27 @@ static void test_switches(void **state)
 	assert_int_equal(c.log_level, LOG_INFO);
 }
 
+/* Fault injection is off unless the command line says so in so many words. */
+static void test_test_faults(void **state)
+{
+	struct cmdline c;
+
+	parse("console=ttyS0", &c);
+	assert_int_equal(c.test_faults, 0);
+	parse("luoinit.test_faults=1", &c);
+	assert_int_equal(c.test_faults, 1);
+	assert_int_equal(nwarned, 0);
+	parse("luoinit.test_faults=1 luoinit.test_faults=off", &c);
+	assert_int_equal(c.test_faults, 0);
+	/* A bare switch or a bad value is a warning, and stays off. */
+	parse("luoinit.test_faults", &c);
+	assert_int_equal(c.test_faults, 0);
+	assert_int_equal(nwarned, 1);
+	parse("luoinit.test_faults=maybe", &c);
+	assert_int_equal(c.test_faults, 0);
+	assert_int_equal(nwarned, 1);
+}
+
 static void test_split(void **state)
 {
 	char **l = NULL;
@@ -151,8 +172,16 @@ static void test_read(void **state)
 {
 	struct cmdline c;
 
+	char raw[8192], small[4];
+
 	/* Whatever this machine booted with, it must parse. */
 	assert_int_equal(cmdline_read(&c), 0);
+	assert_int_equal(cmdline_read_raw(raw, sizeof(raw)), 0);
+	assert_null(strchr(raw, '\n'));
+	/* Cut to the buffer, always terminated. */
+	assert_int_equal(cmdline_read_raw(small, sizeof(small)), 0);
+	assert_true(strlen(small) < sizeof(small));
+	assert_int_equal(cmdline_read_raw(small, 0), -EINVAL);
 }
 
 int main(void)
@@ -163,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_quotes),
 		cmocka_unit_test(test_warnings),
 		cmocka_unit_test(test_switches),
+		cmocka_unit_test(test_test_faults),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_read),
 	};

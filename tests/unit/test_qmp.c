@@ -201,12 +201,6 @@ static void test_events_interleaved(void **state)
 	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
 	assert_string_equal(name, "MIGRATION");
 	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), -EAGAIN);
-	/* waiting for B queues A and leaves C */
-	assert_int_equal(qmp_wait_event(q, "B", 2000, &d), 0);
-	assert_true(json_object_object_get_ex(d, "n", &v));
-	assert_int_equal(json_object_get_int(v), 4);
-	json_object_put(d);
-	assert_int_equal(qmp_wait_event(q, "A", 0, NULL), 0); /* from the queue */
 	/* poll until D is complete and the child has gone */
 	for (int i = 0; i < 100; i++) {
 		int r2 = qmp_poll_events(q);
@@ -217,6 +211,15 @@ static void test_events_interleaved(void **state)
 		sleep_ms(20);
 	}
 	assert_int_equal(qmp_poll_events(q), -EPIPE);
+	/* what came after the reply: queued by the polls, in order, D whole */
+	assert_true(n <= 4);
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
+	assert_string_equal(name, "A");
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), &d), 0);
+	assert_string_equal(name, "B");
+	assert_true(json_object_object_get_ex(d, "n", &v));
+	assert_int_equal(json_object_get_int(v), 4);
+	json_object_put(d);
 	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
 	assert_string_equal(name, "C");
 	assert_int_equal(qmp_next_event(q, name, sizeof(name), &d), 0);
@@ -224,7 +227,6 @@ static void test_events_interleaved(void **state)
 	assert_non_null(d);
 	json_object_put(d);
 	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), -EAGAIN);
-	assert_int_equal(qmp_wait_event(q, "E", 1000, NULL), -EPIPE);
 	fake_finish(q);
 }
 

@@ -1,0 +1,105 @@
+/* The `status` reply (design.md §4, and the README's additions). */
+#include "supervisor/sup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+static json_object *strv_json(char **v)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t i = 0; v && v[i]; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	return a;
+}
+
+static void add_file_string(json_object *o, const char *key, const char *path)
+{
+	char buf[128] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		buf[n] = 0;
+		buf[strcspn(buf, "\n")] = 0;
+	}
+	json_object_object_add(o, key, n > 0 ? json_object_new_string(buf) : NULL);
+}
+
+/* Our own open fds, so a soak can see that nothing leaks across updates. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* not the one opendir holds */
+}
+
+static json_object *state_json(const struct sup *s)
+{
+	json_object *st = json_object_new_object();
+
+	json_object_object_add(st, "spec", s->o.state_spec ? json_object_new_string(s->o.state_spec) : NULL);
+	json_object_object_add(st, "device", s->o.state_device ? json_object_new_string(s->o.state_device) : NULL);
+	json_object_object_add(st, "mounted", json_object_new_boolean(s->o.state_mounted));
+	json_object_object_add(st, "path", json_object_new_string(s->o.state_dir));
+	return st;
+}
+
+static json_object *config_json(const struct sup *s)
+{
+	json_object *c = json_object_new_object(), *errs = json_object_new_array();
+
+	json_object_object_add(c, "path", json_object_new_string(s->o.config_path));
+	json_object_object_add(c, "ok", json_object_new_boolean(s->conf != NULL));
+	for (size_t i = 0; i < s->errs.n; i++) {
+		char *m = vmconf_error_format(&s->errs.v[i]);
+		if (m)
+			json_object_array_add(errs, json_object_new_string(m));
+		free(m);
+	}
+	json_object_object_add(c, "errors", errs);
+	json_object_object_add(c, "error", s->config_error[0] ? json_object_new_string(s->config_error) : NULL);
+	return c;
+}
+
+json_object *sup_status(const struct sup *s)
+{
+	json_object *o = json_object_new_object(), *vms = json_object_new_array();
+	struct utsname u;
+
+	add_file_string(o, "boot_id", "/proc/sys/kernel/random/boot_id");
+	json_object_object_add(o, "kernel", uname(&u) == 0 ? json_object_new_string(u.release) : NULL);
+	json_object_object_add(o, "luo", json_object_new_boolean(access("/dev/liveupdate", F_OK) == 0));
+	json_object_object_add(o, "pid1", json_object_new_boolean(getpid() == 1));
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	json_object_object_add(o, "mode", json_object_new_string(s->o.pid1 ? "init" : "host"));
+	json_object_object_add(o, "modules_loaded", strv_json(s->o.modules_loaded));
+	json_object_object_add(o, "modules_failed", strv_json(s->o.modules_failed));
+	json_object_object_add(o, "state", state_json(s));
+	json_object_object_add(o, "config", config_json(s));
+	json_object_object_add(o, "open_fds", json_object_new_int(count_fds()));
+	json_object_object_add(o, "kexec_ms", s->kexec_ms > 0 ? json_object_new_double(s->kexec_ms) : NULL);
+	json_object_object_add(o, "last_update_error",
+			       s->update_error[0] ? json_object_new_string(s->update_error) : NULL);
+	json_object_object_add(o, "sandbox", json_object_new_boolean(s->host.sandbox));
+	json_object_object_add(o, "fdset_probe", s->fdset_probe < 0 ? NULL : json_object_new_boolean(s->fdset_probe == 1));
+	for (size_t i = 0; i < s->n_vms; i++)
+		json_object_array_add(vms, vm_status_json(s->vms[i]));
+	json_object_object_add(o, "vms", vms);
+	return o;
+}

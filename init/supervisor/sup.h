@@ -1,0 +1,48 @@
+/* What the supervisor's files share: its context, and one function per job
+ * (signals.c, port.c, config.c, probes.c, status.c, shutdown.c). */
+#ifndef LUOINIT_SUP_H
+#define LUOINIT_SUP_H
+
+#include "supervisor/supervisor.h"
+#include "update/update.h"
+#include "vm/vm.h"
+#include "vmconf.h"
+
+struct sup {
+	struct sup_opts o;
+	struct vmconf *conf;        /* NULL when refused */
+	struct vmconf_errors errs;
+	char config_error[512];
+	struct vm **vms;
+	size_t n_vms;
+	struct vm_host host;        /* handed to every VM */
+	struct update_ctx update;   /* handed to every update call */
+	enum sup_action pending;
+	int pending_timeout;
+	int port_timer, port_tries;
+	char port_dev[300];
+	int fdset_probe;            /* 1, 0, or negative errno (null in status) */
+	char update_error[512];
+	double kexec_ms;            /* this boot's kexec, 0 on a cold boot */
+};
+
+/* supervisor.c: a poweroff or reboot, once the current request is answered. */
+void sup_ask(struct sup *s, enum sup_action a, int timeout_ms);
+/* signals.c: the signalfd in the loop; SIGCHLD reaps, the others ask. */
+int sup_signals_setup(struct sup *s);
+/* port.c: look for the management port now and for a while (it may show up
+ * late), and hand it to s->o.serve_port. */
+void sup_port_start(struct sup *s);
+/* config.c: parse the configuration and make its VMs (none when refused:
+ * status says why). */
+void sup_config_load(struct sup *s);
+/* probes.c: what the configured QEMU can do, into s->host. */
+void sup_probe_qemu(struct sup *s);
+/* status.c */
+struct json_object *sup_status(const struct sup *s);
+/* shutdown.c: stop every VM (timeout_ms shared); in PID 1 mode unmount
+ * /state and reboot or power off, returning only if that failed (-1); in
+ * --host mode return 0. */
+int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms);
+
+#endif

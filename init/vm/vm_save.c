@@ -1,0 +1,119 @@
+/* A VM's device state saved and restored through cpr.c on its QMP
+ * connection, for the host update and vmm-update; and vm_cont, which lets a
+ * guest that a save stopped run again. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pid1/log.h"
+#include "pid1/loop.h"
+#include "vm/cpr.h"
+#include "vm/qmp.h"
+#include "vm/vm_impl.h"
+
+#define VM_CMD_TIMEOUT 10000
+
+/* A QEMU that died meanwhile has no QMP: say so (the reaper does the rest). */
+static int has_qmp(const struct vm *vm, char *err, size_t errlen)
+{
+	if (vm->qmp)
+		return 0;
+	snprintf(err, errlen, "%s: QEMU is gone", vm->conf->name);
+	return -ESRCH;
+}
+
+int vm_cont(struct vm *vm)
+{
+	json_object *r = NULL, *st;
+	char e[128];
+	int rc;
+
+	if (!vm->qmp)
+		return -ESRCH;
+	rc = qmp_command(vm->qmp, "query-status", NULL, -1, VM_CMD_TIMEOUT, &r, e, sizeof(e));
+	if (rc < 0)
+		return rc;
+	if (!json_object_object_get_ex(r, "status", &st) || strcmp(json_object_get_string(st), "running") != 0)
+		rc = qmp_command(vm->qmp, "cont", NULL, -1, VM_CMD_TIMEOUT, NULL, e, sizeof(e));
+	json_object_put(r);
+	return rc;
+}
+
+int vm_save_begin(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,
+		  size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	return r < 0 ? r : cpr_save_begin(vm->qmp, state_fd, ignore_shared, ret, err, errlen);
+}
+
+int vm_save_finish(struct vm *vm, int state_fd, struct cpr_stats *ret, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	return r < 0 ? r : cpr_save_finish(vm->qmp, state_fd, CPR_SAVE_TIMEOUT_MS, ret, err, errlen);
+}
+
+void vm_save_abort(struct vm *vm)
+{
+	if (!vm->qmp)
+		return;
+	cpr_save_abort(vm->qmp);
+	(void)vm_cont(vm);
+}
+
+int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err, size_t errlen)
+{
+	int r = vm_save_begin(vm, state_fd, ignore_shared, ret, err, errlen);
+
+	if (r == 0)
+		r = vm_save_finish(vm, state_fd, ret, err, errlen);
+	if (r < 0)
+		vm_save_abort(vm);
+	return r;
+}
+
+int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	if (r == 0)
+		r = cpr_restore(vm->qmp, state_fd, ignore_shared, CPR_RESTORE_TIMEOUT_MS, err, errlen);
+	/* A guest stopped before its save comes back paused. */
+	if (r == 0 && (r = vm_cont(vm)) < 0)
+		snprintf(err, errlen, "cont after the restore: %s", strerror(-r));
+	return r;
+}
+
+int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen)
+{
+	vm->accel = m->accel;
+	vm->ram_backing = m->ram_backing;
+	vm->sandbox = m->sandbox;
+	vm->want_running = true;
+	return vm_spawn(vm, keep_ram, true, err, errlen);
+}
+
+int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
+			char *err, size_t errlen)
+{
+	int r = -EIO;
+
+	/* The RAM and the state are still ours: each try is a fresh QEMU (a
+	 * failed one is ended first, never left beside the new one). */
+	for (int attempt = 0; attempt < tries; attempt++) {
+		if (attempt)
+			log_err("%s: restore failed (%s), retrying on a fresh QEMU", vm->conf->name, err);
+		vm_end(vm, 0); /* no-op unless a failed restore left its QEMU */
+		r = vm_spawn(vm, true, true, err, errlen);
+		if (ret_started)
+			*ret_started = realtime_ms();
+		if (r == 0)
+			r = vm_restore(vm, state_fd, ignore_shared, err, errlen);
+		if (r == 0) {
+			vm_set_state(vm, VM_RUNNING, "restored");
+			return 0;
+		}
+	}
+	return r;
+}
