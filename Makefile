@@ -4,6 +4,7 @@
 #   make check        every test (unit, host-level QEMU, board boot and live update)
 #   make check-unit   unit tests under ASan/UBSan (fast)
 #   make check-host   luoinit --host with real QEMU under TCG
+#   make qemu         our QEMU for the appliance (build/qemu; cached, initramfs/build-qemu.sh)
 #   make bench        live-update benchmark on the board
 #   make lint         cppcheck + clang-tidy
 #   make fuzz         libFuzzer (clang, ASan+UBSan) on vmconf, ctl_proto and QMP for
@@ -30,9 +31,13 @@ MUSL_LIBS := -lkmod -lblkid -ljson-c
 HOST_CC  ?= gcc
 HOST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # idirafter: only headers the system lacks (linux/liveupdate.h) come from the kernel's UAPI.
-HOST_CFLAGS := $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit \
-               $(shell pkg-config --cflags json-c libkmod blkid 2>/dev/null) -idirafter $(KHDR)/include
-HOST_LIBS := $(shell pkg-config --libs json-c libkmod blkid 2>/dev/null) -lcmocka
+# pkg-config runs when a recipe first needs it, once, not while make reads
+# this file: on a fresh machine deps-ok installs pkg-config and the libraries
+# before the first compile.
+HOST_PKG_CFLAGS = $(eval HOST_PKG_CFLAGS := $$(shell pkg-config --cflags json-c libkmod blkid 2>/dev/null))$(HOST_PKG_CFLAGS)
+HOST_PKG_LIBS = $(eval HOST_PKG_LIBS := $$(shell pkg-config --libs json-c libkmod blkid 2>/dev/null))$(HOST_PKG_LIBS)
+HOST_CFLAGS = $(CSTD) $(WARN) -O1 -g $(HOST_SAN) -Ivmconf -Iinit $(HOST_PKG_CFLAGS) -idirafter $(KHDR)/include
+HOST_LIBS = $(HOST_PKG_LIBS) -lcmocka
 
 .PHONY: all deps sysroot headers run start stop check check-unit check-host check-board soak \
         bench lint fuzz clean distclean
@@ -61,6 +66,12 @@ $(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
 .PHONY: deps-ok
 deps-ok:
 	@sh initramfs/deps.sh
+
+# A prerequisite that is never up to date: the target's recipe always runs
+# (and decides itself whether anything changed). Phony: with .SECONDARY
+# below, a missing plain FORCE would not make its target's recipe run.
+.PHONY: FORCE
+FORCE:
 
 .SECONDARY:
 

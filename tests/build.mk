@@ -3,7 +3,8 @@
 # `make check` runs them all and ends with one "N passed, N failed" line.
 
 PYTHON   := /usr/bin/python3
-HOST_TEST_DEPS := $(HEARTBEAT)
+# Our QEMU too: tests/host/test_ram_backing.py runs it beside Debian's.
+HOST_TEST_DEPS := $(HEARTBEAT) $(OUR_QEMU)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 # Everything but the programs' main()s, sanitized, for the unit tests.

@@ -22,11 +22,14 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS   ?=
 FZ           := $(B)/fuzz
 
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-               -g -O1 -fno-omit-frame-pointer \
-               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-               -Ivmconf -Iinit $(shell pkg-config --cflags json-c 2>/dev/null)
-FUZZ_LIBS   := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+# pkg-config when the first fuzzer is built, not while make reads this file
+# (deps-ok may install it first on a fresh machine); once.
+FUZZ_PKG_CFLAGS = $(eval FUZZ_PKG_CFLAGS := $$(shell pkg-config --cflags json-c 2>/dev/null))$(FUZZ_PKG_CFLAGS)
+FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+              -g -O1 -fno-omit-frame-pointer \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -Ivmconf -Iinit $(FUZZ_PKG_CFLAGS)
+FUZZ_LIBS   = $(eval FUZZ_LIBS := $$(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c))$(FUZZ_LIBS)
 
 FUZZ_SRCS_vmconf    := tests/fuzz/fuzz_vmconf.c $(VMCONF_LIB_SRCS)
 FUZZ_SRCS_ctl_proto := tests/fuzz/fuzz_ctl_proto.c init/ctl/proto.c
@@ -51,7 +54,7 @@ FUZZ_HDRS := $(wildcard vmconf/*.h init/*/*.h)
 define FUZZ_RULE
 $(FZ)/fuzz_$(1): tests/fuzz/fuzz.mk $(FUZZ_HDRS) $(FUZZ_SRCS_$(1))
 	@mkdir -p $(FZ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ $(FUZZ_SRCS_$(1)) $(FUZZ_LIBS)
+	$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $(FUZZ_SRCS_$(1)) $$(FUZZ_LIBS)
 endef
 $(foreach t,vmconf ctl_proto qmp,$(eval $(call FUZZ_RULE,$(t))))
 
