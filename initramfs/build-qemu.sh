@@ -13,7 +13,6 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
 # shellcheck source=initramfs/cache.sh
 . "$here/cache.sh"
 patch_file=$here/qemu-fdset.patch

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Build cache outside the checkout, for the long builds (the board kernel,
 # our QEMU). Sourced by initramfs/build-qemu.sh and the board's
 # build-kernel.sh; not run on its own.
