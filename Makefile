@@ -5,6 +5,7 @@
 #   make check-unit   unit tests under ASan/UBSan (fast)
 #   make check-host   luoinit --host with real QEMU under TCG
 #   make qemu         our QEMU for the appliance (build/qemu; cached, initramfs/build-qemu.sh)
+#   make qemu-src     Debian's qemu source, unpacked as it is in build/qemu-src
 #   make bench        live-update benchmark on the board
 #   make lint         cppcheck + clang-tidy
 #   make fuzz         libFuzzer (clang, ASan+UBSan) on vmconf, ctl_proto and QMP for

@@ -35,8 +35,12 @@ HOST_QEMU ?= /usr/bin/qemu-system-x86_64
 $(OUR_QEMU): FORCE | deps-ok
 	@sh initramfs/build-qemu.sh $(QEMU_OUT)
 
-.PHONY: qemu
+.PHONY: qemu qemu-src
 qemu: $(OUR_QEMU)
+# Debian's qemu source as it is, unpacked in $(B)/qemu-src (its python/qemu/qmp
+# for tests, say); the build unpacks a copy of its own.
+qemu-src: | deps-ok
+	@sh initramfs/qemu-src.sh unpack $(B)/qemu-src
 
 # --- the initramfs (initramfs/mkinitramfs; reproducible, see its header) ---
 # Compression: none|gzip|lz4|zstd (the kernel has all four). lz4: the kexec

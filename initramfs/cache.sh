@@ -10,6 +10,7 @@
 # directory renamed into place) and never changed after. The newest
 # CACHE_KEEP entries of each kind are kept.
 #
+# Its variables start with _c: the scripts that source it use plain names.
 # LUOINIT_CACHE: the cache's directory, default ${XDG_CACHE_HOME:-~/.cache}/luoinit;
 # "off" builds without it.
 
@@ -41,35 +42,35 @@ cache_toolchain() {
 
 # cache_get KIND KEY: prints the entry's directory when there is one.
 cache_get() {
-	r=$(cache_root)
-	[ "$r" != off ] && [ -f "$r/$1/$2/.complete" ] || return 1
-	touch "$r/$1/$2" 2>/dev/null || true # most recently used: kept longest
-	echo "$r/$1/$2"
+	_cr=$(cache_root)
+	[ "$_cr" != off ] && [ -f "$_cr/$1/$2/.complete" ] || return 1
+	touch "$_cr/$1/$2" 2>/dev/null || true # most recently used: kept longest
+	echo "$_cr/$1/$2"
 }
 
 # cache_put KIND KEY DIR: store a copy of DIR. A cache that cannot be
 # written is reported and skipped: the build itself succeeded.
 cache_put() {
-	r=$(cache_root)
-	[ "$r" != off ] || return 0
-	d=$r/$1/$2
-	[ -f "$d/.complete" ] && return 0
-	t=$r/$1/.tmp.$2.$$
-	if ! { mkdir -p "$r/$1" && rm -rf "$t" && cp -R "$3" "$t" && touch "$t/.complete"; } 2>/dev/null; then
-		rm -rf "$t" 2>/dev/null
-		echo "cache: cannot write $r/$1 (set LUOINIT_CACHE, or =off): not cached" >&2
+	_cr=$(cache_root)
+	[ "$_cr" != off ] || return 0
+	_cd=$_cr/$1/$2
+	[ -f "$_cd/.complete" ] && return 0
+	_ct=$_cr/$1/.tmp.$2.$$
+	if ! { mkdir -p "$_cr/$1" && rm -rf "$_ct" && cp -R "$3" "$_ct" && touch "$_ct/.complete"; } 2>/dev/null; then
+		rm -rf "$_ct" 2>/dev/null
+		echo "cache: cannot write $_cr/$1 (set LUOINIT_CACHE, or =off): not cached" >&2
 		return 0
 	fi
 	# Another build may have stored the same entry meanwhile: keep either.
-	mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"
+	mv -T "$_ct" "$_cd" 2>/dev/null || rm -rf "$_ct"
 	# Keep the newest entries only (names are hex digests: no odd characters),
 	# and drop what killed builds left behind.
 	# shellcheck disable=SC2012
-	ls -1t "$r/$1" | tail -n +$((CACHE_KEEP + 1)) | while read -r old; do
-		rm -rf "${r:?}/$1/$old"
+	ls -1t "$_cr/$1" | tail -n +$((CACHE_KEEP + 1)) | while read -r _co; do
+		rm -rf "${_cr:?}/$1/$_co"
 	done
-	find "$r/$1" -maxdepth 1 -name '.tmp.*' -mmin +240 -exec rm -rf {} + 2>/dev/null || true
-	echo "cache: stored $d"
+	find "$_cr/$1" -maxdepth 1 -name '.tmp.*' -mmin +240 -exec rm -rf {} + 2>/dev/null || true
+	echo "cache: stored $_cd"
 }
 
 # cache_copy SRC DST: DST becomes a fresh copy of SRC (new mtimes, so make
