@@ -4,6 +4,8 @@
 #   make check        every test (unit, host-level QEMU, board boot and live update)
 #   make check-unit   unit tests under ASan/UBSan (fast)
 #   make check-host   luoinit --host with real QEMU under TCG
+#   make qemu         our QEMU for the appliance (build/qemu; cached, initramfs/build-qemu.sh)
+#   make qemu-src     Debian's qemu source, unpacked as it is in build/qemu-src
 #   make bench        live-update benchmark on the board
 #   make lint         the layers' includes, cppcheck + clang-tidy
 #   make fuzz         libFuzzer (clang, ASan+UBSan) on vmconf, ctl_proto and QMP for
@@ -67,6 +69,12 @@ $(B)/host/%.o: %.c $(KHDR_STAMP) | deps-ok
 .PHONY: deps-ok
 deps-ok:
 	@sh initramfs/deps.sh
+
+# A prerequisite that is never up to date: the target's recipe always runs
+# (and decides itself whether anything changed). Phony: with .SECONDARY
+# below, a missing plain FORCE would not make its target's recipe run.
+.PHONY: FORCE
+FORCE:
 
 .SECONDARY:
 

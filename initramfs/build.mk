@@ -22,6 +22,26 @@ $(KHDR_STAMP): $(KSRC_STAMP) $(SYSROOT_STAMP)
 sysroot: $(SYSROOT_STAMP)
 headers: $(KHDR_STAMP)
 
+# --- our QEMU (initramfs/build-qemu.sh): Debian's qemu source, our fdset patch,
+# only what the appliance needs; relocatable, in $(QEMU_OUT)/usr. The script
+# runs every time: it leaves the tree alone unless its cache key (source
+# version, patch, script, toolchain, libraries) changed, and then takes the
+# build from the cache outside the checkout when it can (initramfs/cache.sh).
+QEMU_OUT  := $(B)/qemu
+OUR_QEMU  := $(QEMU_OUT)/usr/bin/qemu-system-x86_64
+# Debian's: the outer QEMU that runs the board, and the host tests' default.
+HOST_QEMU ?= /usr/bin/qemu-system-x86_64
+
+$(OUR_QEMU): FORCE | deps-ok
+	@sh initramfs/build-qemu.sh $(QEMU_OUT)
+
+.PHONY: qemu qemu-src
+qemu: $(OUR_QEMU)
+# Debian's qemu source as it is, unpacked in $(B)/qemu-src (its python/qemu/qmp
+# for tests, say); the build unpacks a copy of its own.
+qemu-src: | deps-ok
+	@sh initramfs/qemu-src.sh unpack $(B)/qemu-src
+
 # --- the initramfs (initramfs/mkinitramfs; reproducible, see its header) ---
 # Compression: none|gzip|lz4|zstd (the kernel has all four). lz4: the kexec
 # purgatory hashes every loaded byte, and 21 MB hash faster than 64 MB while
@@ -30,7 +50,8 @@ headers: $(KHDR_STAMP)
 INITRAMFS_COMPRESS ?= lz4
 INITRAMFS       := $(BB)/initramfs.img
 GEN_INIT_CPIO   := $(BB)/kernel-obj/usr/gen_init_cpio
-QEMU_BIN        ?= /usr/bin/qemu-system-x86_64
+# The QEMU the appliance runs its VMs with: ours (make QEMU_BIN=... for another).
+QEMU_BIN        ?= $(OUR_QEMU)
 INITRAMFS_INPUTS := initramfs/mkinitramfs $(B)/luoinit $(BB)/bzImage $(BB)/bzImage.abi $(QEMU_BIN) \
                    board/$(BOARD)/initramfs-vmconf.json board/$(BOARD)/modules
 # The chosen compression is an input too: rebuild when it changes.

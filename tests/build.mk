@@ -3,9 +3,10 @@
 # `make check` runs them all and ends with one "N passed, N failed" line.
 
 PYTHON   := /usr/bin/python3
-# QEMU's own QMP client library (Debian's qemu source), for test_qemu_qmp.py.
+# QEMU's own QMP client library (Debian's qemu source), for test_qemu_qmp.py;
+# our QEMU too: tests/host/test_ram_backing.py runs it beside Debian's.
 QEMU_QMP := $(B)/qemu-qmp
-HOST_TEST_DEPS := $(HEARTBEAT) $(QEMU_QMP)/.stamp
+HOST_TEST_DEPS := $(HEARTBEAT) $(QEMU_QMP)/.stamp $(OUR_QEMU)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 # Everything but the programs' main()s, sanitized, for the unit tests.

@@ -1,24 +1,93 @@
 #!/bin/sh
 # Build the board kernel out of tree: tinyconfig + kernel.config.
 #   build-kernel.sh SRCDIR OUTDIR
+#   build-kernel.sh inputs SRCDIR   print what the cache key is made of
 # Produces OUTDIR/bzImage, OUTDIR/modules/lib/modules/<release>/ (depmod'ed),
 # OUTDIR/kernel.release; objects in OUTDIR/kernel-obj. Log: OUTDIR/kernel.log.
+# Cached outside the checkout (initramfs/cache.sh), keyed by the source's
+# version, kernel.config, this script and the toolchain: an unchanged OUTDIR
+# is left alone (so make may call this every time), a cached build is copied
+# (bzImage, modules, kernel-obj/.config and usr/gen_init_cpio), anything else
+# is built.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=initramfs/cache.sh
+. "$here/../../initramfs/cache.sh"
+frag=$here/kernel.config
+
+# Everything the result depends on: the cache key is the hash of this text.
+inputs() {
+	echo "kernel-src $(cat "$1/.debian-version")"
+	echo "kernel.config $(sha256sum < "$frag" | cut -c1-64)"
+	echo "build-kernel.sh $(sha256sum < "$here/build-kernel.sh" | cut -c1-64)"
+	cache_toolchain gcc # Kbuild's CC
+}
+
+if [ "${1:-}" = inputs ]; then
+	inputs "${2:?usage: build-kernel.sh inputs SRCDIR}"
+	exit 0
+fi
 src=${1:?usage: build-kernel.sh SRCDIR OUTDIR}
 out=${2:?}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 obj=$out/kernel-obj
-frag=$here/kernel.config
 log=$out/kernel.log
 jobs=$(nproc 2>/dev/null || echo 2)
 # Reproducible version string (no user/host/date of the build machine).
 export KBUILD_BUILD_USER=luoinit KBUILD_BUILD_HOST=luoinit
 export KBUILD_BUILD_TIMESTAMP="2025-01-01 00:00:00 UTC"
 K="make -C $src O=$obj ARCH=x86"
+key=$(inputs "$src" | cache_key)
 
+# What the cache holds of a build, and putting it back.
+save() {
+	e=$out/.kernel-cache
+	rm -rf "$e"
+	mkdir -p "$e/usr"
+	cp "$out/bzImage" "$out/kernel.release" "$e/"
+	cp -R "$out/modules" "$e/modules"
+	cp "$obj/.config" "$e/config"
+	cp "$obj/usr/gen_init_cpio" "$e/usr/gen_init_cpio"
+	cache_put kernel "$key" "$e"
+	rm -rf "$e"
+}
+restore() {
+	mkdir -p "$obj/usr"
+	rm -rf "$out/modules"
+	cp -R "$1/modules" "$out/modules"
+	cp "$1/kernel.release" "$out/kernel.release"
+	cp "$1/config" "$obj/.config"
+	cp "$1/usr/gen_init_cpio" "$obj/usr/gen_init_cpio"
+	# bzImage last: make takes it as the sign of a finished kernel.
+	cp "$1/bzImage" "$out/bzImage.tmp"
+	mv "$out/bzImage.tmp" "$out/bzImage"
+	echo "$key" > "$out/.kernel-key"
+	rm -f "$out/.kernel-building"
+}
+
+if [ -f "$out/bzImage" ] && [ -f "$out/kernel.release" ] && [ -f "$obj/usr/gen_init_cpio" ]; then
+	[ "$(cat "$out/.kernel-key" 2>/dev/null)" = "$key" ] && exit 0
+	# Built before the cache existed (by this script's previous version, which
+	# built the same way): adopted once when newer than the fragment and the
+	# source, rather than built again. Never what a failed build left.
+	if [ ! -f "$out/.kernel-key" ] && [ ! -f "$out/.kernel-building" ] &&
+	   [ "$out/bzImage" -nt "$frag" ] && [ "$out/bzImage" -nt "$src/.stamp" ]; then
+		echo "$key" > "$out/.kernel-key"
+		save
+		exit 0
+	fi
+fi
+if hit=$(cache_get kernel "$key"); then
+	restore "$hit"
+	echo "kernel: from the cache ($hit)"
+	exit 0
+fi
+
+# Until the end, what OUTDIR holds matches no key.
+rm -f "$out/.kernel-key"
+touch "$out/.kernel-building"
 : > "$log"
 step() { echo "kernel: $*"; echo "=== $*" >> "$log"; }
 fail() { echo "kernel: FAILED, last lines of $log:" >&2; tail -n 40 "$log" >&2; exit 1; }
@@ -63,7 +132,12 @@ $K INSTALL_MOD_PATH="$out/modules" DEPMOD=/sbin/depmod modules_install >> "$log"
 rm -f "$out/modules/lib/modules/$rel/build" "$out/modules/lib/modules/$rel/source"
 /sbin/depmod -b "$out/modules" "$rel" || fail
 [ -s "$out/modules/lib/modules/$rel/modules.dep" ] || { echo "kernel: no modules.dep" >&2; exit 1; }
+# The initramfs builder uses the kernel's own cpio writer.
+[ -x "$obj/usr/gen_init_cpio" ] || $K usr/gen_init_cpio >> "$log" 2>&1 || fail
 cp "$obj/arch/x86/boot/bzImage" "$out/bzImage.tmp"
 mv "$out/bzImage.tmp" "$out/bzImage"
 echo "$rel" > "$out/kernel.release"
+echo "$key" > "$out/.kernel-key"
+rm -f "$out/.kernel-building"
+save
 step "done: $out/bzImage ($(stat -c %s "$out/bzImage") bytes, release $rel, $(( $(date +%s) - t0 )) s)"

@@ -16,7 +16,9 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 B = os.path.join(TOP, os.environ.get("B", "build"))
 BOARD = os.environ.get("BOARD", "qemu-x86_64")
 BB = os.path.join(B, BOARD)
-QEMU = "/usr/bin/qemu-system-x86_64"
+# The appliance's QEMU: ours (initramfs/build-qemu.sh), as the Makefile's QEMU_BIN.
+QEMU = os.path.join(B, "qemu", "usr", "bin", "qemu-system-x86_64")
+DEBIAN_QEMU = "/usr/bin/qemu-system-x86_64"
 
 
 def _need(path):
@@ -24,9 +26,9 @@ def _need(path):
         pytest.skip(f"{os.path.relpath(path, TOP)} not built (run make check-board)")
 
 
-def build(out, compress="none", epoch=None):
+def build(out, compress="none", epoch=None, qemu=QEMU):
     for p in (os.path.join(B, "luoinit"), os.path.join(BB, "kernel.release"),
-              os.path.join(BB, "kernel-obj", "usr", "gen_init_cpio")):
+              os.path.join(BB, "kernel-obj", "usr", "gen_init_cpio"), qemu):
         _need(p)
     with open(os.path.join(BB, "kernel.release")) as f:
         rel = f.read().strip()
@@ -40,7 +42,7 @@ def build(out, compress="none", epoch=None):
         "--modules-root", os.path.join(BB, "modules"), "--kernel-release", rel,
         "--config", os.path.join(TOP, "board", BOARD, "initramfs-vmconf.json"),
         "--modules-list", os.path.join(TOP, "board", BOARD, "modules"),
-        "--qemu", QEMU, "--compress", compress], check=True, env=env, cwd=TOP)
+        "--qemu", qemu, "--compress", compress], check=True, env=env, cwd=TOP)
     return rel
 
 
@@ -85,11 +87,24 @@ def test_compressed_builds_are_byte_identical():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def names_of(lines):
+    return {ln.split()[-1] if " -> " not in ln else ln.split(" -> ")[0].split()[-1]
+            for ln in lines}
+
+
+def assert_ldd_closure(names, qemu):
+    """Every library ldd names is there (by name, as the loader asks for it)."""
+    out = subprocess.run(["ldd", qemu], check=True, capture_output=True, text=True).stdout
+    for m in re.finditer(r"=>\s+/(\S+)", out):
+        lib = m.group(1)
+        lib = re.sub(r"^lib/", "usr/lib/", lib)
+        assert lib in names, lib
+
+
 def test_listing_has_init_qemu_libs_modules(two_builds):
     a, _, rel = two_builds
     lines = listing(a)
-    names = {ln.split()[-1] if " -> " not in ln else ln.split(" -> ")[0].split()[-1]
-             for ln in lines}
+    names = names_of(lines)
     assert "init" in names
     assert "usr/bin/qemu-system-x86_64" in names
     assert "dev/console" in names
@@ -98,19 +113,34 @@ def test_listing_has_init_qemu_libs_modules(two_builds):
     assert "etc/luoinit/vmconf.json" in names
     assert "etc/luoinit/modules" in names
     assert f"usr/lib/modules/{rel}/modules.dep" in names
-    assert "usr/share/seabios/bios-256k.bin" in names
-    assert "usr/share/qemu/multiboot_dma.bin" in names
-    assert "usr/share/qemu/kvmvapic.bin" in names
-    # every library ldd names is there (by name, as the loader asks for it)
-    out = subprocess.run(["ldd", QEMU], check=True, capture_output=True, text=True).stdout
-    for m in re.finditer(r"=>\s+/(\S+)", out):
-        lib = m.group(1)
-        lib = re.sub(r"^lib/", "usr/lib/", lib)
-        assert lib in names, lib
+    # Our relocatable QEMU at /usr/bin reads its firmware from /usr/share/qemu.
+    for fw in ("bios-256k.bin", "kvmvapic.bin", "multiboot_dma.bin", "linuxboot_dma.bin", "pvh.bin"):
+        assert f"usr/share/qemu/{fw}" in names, fw
+    assert not any(n.startswith("usr/share/seabios") for n in names)
+    assert_ldd_closure(names, QEMU)
     # every entry owned by root with one fixed mtime
     for ln in lines:
         f = ln.split()
         assert f[2] == "root" and f[3] == "root", ln
+
+
+def test_debian_qemu_gets_debians_firmware_paths():
+    """QEMU_BIN=/usr/bin/qemu-system-x86_64 still makes a working image:
+    Debian's QEMU finds bios-256k.bin in /usr/share/seabios."""
+    if not os.path.exists(DEBIAN_QEMU):
+        pytest.skip(f"{DEBIAN_QEMU} not installed")
+    d = tempfile.mkdtemp(prefix="luoinit-initramfs-")
+    try:
+        out = os.path.join(d, "i.img")
+        build(out, qemu=DEBIAN_QEMU)
+        names = names_of(listing(out))
+        assert "usr/bin/qemu-system-x86_64" in names
+        assert "usr/share/seabios/bios-256k.bin" in names
+        assert "usr/share/qemu/multiboot_dma.bin" in names
+        assert "usr/share/qemu/bios-256k.bin" not in names
+        assert_ldd_closure(names, DEBIAN_QEMU)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_modules_dep_lists_virtio_rng(two_builds):
