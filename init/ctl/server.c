@@ -200,10 +200,7 @@ static void port_try_reconnect(struct conn *c)
 
 static void port_timer_cb(int fd, uint32_t events, void *data)
 {
-	uint64_t n;
-
-	(void)!read(fd, &n, sizeof(n));
-	port_try_reconnect(data);
+	port_try_reconnect(data); /* the loop read the expiry (loop.h) */
 }
 
 /* A host appeared on the port: a new QMP session. The greeting must be its
@@ -588,10 +585,9 @@ static void conn_cb(int fd, uint32_t events, void *data)
 
 static void idle_timer_cb(int fd, uint32_t events, void *data)
 {
-	uint64_t n, now = now_ms();
+	uint64_t now = now_ms(); /* the loop read the expiry (loop.h) */
 	struct conn *c, *next;
 
-	(void)!read(fd, &n, sizeof(n));
 	for (c = srv.conns; c; c = next) {
 		next = c->next;
 		if (!c->partial_since || now - c->partial_since < srv.idle_ms || c->busy)

@@ -28,8 +28,8 @@ void loop_del(int fd);
 int loop_run_once(int timeout_ms);
 
 /* A one-shot or periodic timer on a timerfd. The loop reads the expiry count
- * itself and calls fn only for a real expiry (fn's own read(2) of the fd, if
- * any, gets EAGAIN and is harmless); a timer deleted or replaced meanwhile is
+ * itself and calls fn only for a real expiry (fn must not read(2) the fd: it
+ * would get EAGAIN); a timer deleted or replaced meanwhile is
  * not called. Returns the timerfd (>= 0) or a negative errno. Delete with
  * loop_timer_del (it also closes the fd; -1 is ignored). */
 int loop_timer_add(uint64_t first_ms, uint64_t interval_ms, loop_fn fn, void *data);

@@ -77,10 +77,7 @@ static void try_port(struct sup *s)
 
 static void on_port_timer(int fd, uint32_t events, void *data)
 {
-	uint64_t n;
-
-	(void)!read(fd, &n, sizeof(n));
-	try_port(data);
+	try_port(data); /* the loop read the expiry (loop.h) */
 }
 
 void sup_port_start(struct sup *s)

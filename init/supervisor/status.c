@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -47,6 +48,28 @@ static int count_fds(void)
 			n++;
 	closedir(d);
 	return n - 1; /* not the one opendir holds */
+}
+
+/* The host's memory (/proc/meminfo), in KiB: what guests and updates use. */
+static json_object *memory_json(void)
+{
+	static const char *const keys[] = { "MemTotal:", "MemAvailable:" };
+	static const char *const names[] = { "total_kib", "available_kib" };
+	json_object *o = json_object_new_object();
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return o;
+	while (fgets(line, sizeof(line), f))
+		for (size_t i = 0; i < 2; i++) {
+			unsigned long long v;
+			size_t n = strlen(keys[i]);
+			if (strncmp(line, keys[i], n) == 0 && sscanf(line + n, "%llu", &v) == 1)
+				json_object_object_add(o, names[i], json_object_new_int64((int64_t)v));
+		}
+	fclose(f);
+	return o;
 }
 
 static json_object *state_json(const struct sup *s)
@@ -93,6 +116,7 @@ json_object *sup_status(const struct sup *s)
 	json_object_object_add(o, "state", state_json(s));
 	json_object_object_add(o, "config", config_json(s));
 	json_object_object_add(o, "open_fds", json_object_new_int(count_fds()));
+	json_object_object_add(o, "memory", memory_json());
 	json_object_object_add(o, "kexec_ms", s->kexec_ms > 0 ? json_object_new_double(s->kexec_ms) : NULL);
 	json_object_object_add(o, "last_update_error",
 			       s->update_error[0] ? json_object_new_string(s->update_error) : NULL);

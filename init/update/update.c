@@ -156,6 +156,8 @@ static int check_request(const struct update_ctx *c, const struct update_req *re
 		snprintf(err, errlen, "mode=%.32s: expected auto, luo or full-ram", req->mode);
 		return -EINVAL;
 	}
+	if (t->initrd && !t->initrd[0])
+		t->initrd = NULL; /* initrd= asks for none: the pre-flight says why that is refused */
 	if ((r = check_file("kernel", t->kernel, err, errlen)) < 0 ||
 	    (t->initrd && (r = check_file("initrd", t->initrd, err, errlen)) < 0))
 		return r;

@@ -336,10 +336,10 @@ static void on_start_timeout(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
 	char err[96];
-	uint64_t n;
 
-	if (read(fd, &n, sizeof(n)) != (ssize_t)sizeof(n) || fd != vm->start_timer)
-		return; /* not expired, or a timer of an earlier start */
+	/* The loop read the expiry (loop.h); a timer of an earlier start is not ours. */
+	if (fd != vm->start_timer)
+		return;
 	snprintf(err, sizeof(err), "QEMU did not answer on QMP within %d s", VM_QMP_TIMEOUT / 1000);
 	start_failed(vm, -1, err);
 }
@@ -500,10 +500,10 @@ static void on_restart_timer(int fd, uint32_t events, void *data)
 {
 	struct vm *vm = data;
 	char err[256];
-	uint64_t n;
 
-	if (read(fd, &n, sizeof(n)) != (ssize_t)sizeof(n) || fd != vm->restart_timer)
-		return; /* not expired, or a timer cancelled meanwhile */
+	/* The loop read the expiry (loop.h); a timer cancelled meanwhile is not ours. */
+	if (fd != vm->restart_timer)
+		return;
 	cancel_restart(vm);
 	if (!vm->want_running || vm->pid > 0)
 		return;
@@ -692,6 +692,18 @@ struct json_object *vm_status_json(const struct vm *vm)
 		for (size_t i = 0; vm->config_pending && vm->config_pending[i]; i++)
 			json_object_array_add(p, json_object_new_string(vm->config_pending[i]));
 		json_object_object_add(o, "config_pending", p);
+	}
+	{
+		/* What its QEMU runs with (the saved machine after a restore). */
+		json_object *m = json_object_new_object(), *d = json_object_new_array();
+		json_object_object_add(m, "machine", json_object_new_string(vm->conf->machine));
+		json_object_object_add(m, "cpu", json_object_new_string(vm->conf->cpu));
+		json_object_object_add(m, "vcpus", json_object_new_int((int)vm->conf->vcpus));
+		for (size_t i = 0; i < vm->conf->n_disks; i++)
+			json_object_array_add(d, json_object_new_string(vm->conf->disks[i].path));
+		json_object_object_add(m, "disks", d);
+		json_object_object_add(m, "user", vm->conf->user ? json_object_new_string(vm->conf->user) : NULL);
+		json_object_object_add(o, "machine", m);
 	}
 	if (!lu->valid) {
 		json_object_object_add(o, "last_update", NULL);
