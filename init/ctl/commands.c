@@ -12,6 +12,7 @@
 
 #include "ctl/proto.h"
 #include "pid1/log.h"
+#include "pid1/logfile.h"
 #include "supervisor/supervisor.h"
 #include "update/update.h"
 #include "vm/vm.h"
@@ -193,6 +194,35 @@ static int cmd_vm_log(json_object *args, json_object **ret, struct cmd_error *er
 	return 0;
 }
 
+/* The init's own log, from its file on /state: across reboots and kexecs. */
+static int cmd_log(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "bytes", NULL };
+	json_object *v;
+	int64_t bytes = 4096;
+	size_t len;
+	char *s;
+
+	if (check_keys("log", args, keys, err) < 0)
+		return -EINVAL;
+	if (json_object_object_get_ex(args, "bytes", &v)) {
+		if (!json_object_is_type(v, json_type_int) || (bytes = json_object_get_int64(v)) < 0 ||
+		    bytes > LOG_MAX_BYTES)
+			return fail(err, "GenericError", "log: 'bytes' must be an integer from 0 to %d", LOG_MAX_BYTES);
+	}
+	if (!log_file_path()[0])
+		return fail(err, "GenericError", "log: no log file (/state is not mounted)");
+	s = logfile_tail(log_file_path(), LOG_FILE_KEEP, (size_t)bytes, &len);
+	if (!s)
+		return fail(err, "GenericError", "log: out of memory");
+	logfile_utf8_sanitize(s, len);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "path", json_object_new_string(log_file_path()));
+	json_object_object_add(*ret, "log", json_object_new_string(s));
+	free(s);
+	return 0;
+}
+
 static int cmd_power(const char *cmd, enum sup_action a, json_object *args, json_object **ret,
 		     struct cmd_error *err)
 {
@@ -255,6 +285,7 @@ static const struct {
 	{ "status", cmd_status },         { "vm-start", cmd_vm_start },
 	{ "vm-stop", cmd_vm_stop },       { "vm-restart", cmd_vm_restart },
 	{ "vmm-update", cmd_vmm_update }, { "vm-log", cmd_vm_log },
+	{ "log", cmd_log },
 	{ "poweroff", cmd_poweroff },     { "reboot", cmd_reboot },
 	{ "update", cmd_update },         { "query-commands", cmd_query_commands },
 	{ "query-version", cmd_query_version },

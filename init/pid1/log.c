@@ -1,6 +1,7 @@
 /* Logging. One write(2) per message so lines from QEMU's forwarded stderr and
  * our own never interleave inside a line. errno is preserved. */
 #include "pid1/log.h"
+#include "pid1/logfile.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 
 static int log_fd = 2;
 static int log_kmsg;
+static struct logfile log_file = { .fd = -1 };
 static enum log_level log_level = LOG_INFO;
 
 void log_open(int fd, int kmsg)
@@ -68,6 +70,8 @@ static void log_write(const char *buf, size_t len)
 	(void)!write(log_fd, buf, len);
 }
 
+static void file_line(enum log_level l, const char *line, size_t len);
+
 static void log_v(enum log_level l, int err, const char *fmt, va_list ap)
 {
 	char buf[1024];
@@ -97,6 +101,51 @@ static void log_v(enum log_level l, int err, const char *fmt, va_list ap)
 		len = sizeof(buf) - 2;
 	buf[len++] = '\n';
 	log_write(buf, len);
+	if (log_file.fd >= 0)
+		file_line(l, buf, len);
+}
+
+/* The file gets every line with a wall-clock stamp (kmsg lines have none of
+ * their own) and without the kmsg priority prefix. */
+static void file_line(enum log_level l, const char *line, size_t len)
+{
+	char buf[1100];
+	struct timespec ts;
+	const char *msg = line;
+	int n;
+
+	/* "<6>luoinit: MSG" (kmsg) or "S.ms luoinit[LEVEL]: MSG" (stderr) */
+	if ((msg = strstr(line, log_kmsg ? "luoinit: " : "]: ")))
+		msg += log_kmsg ? strlen("luoinit: ") : strlen("]: ");
+	else
+		msg = line;
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	n = snprintf(buf, sizeof(buf), "%lld.%03ld %s: %.*s", (long long)ts.tv_sec, ts.tv_nsec / 1000000,
+		     level_name(l), (int)(len - (size_t)(msg - line)), msg);
+	if (n > 0)
+		logfile_write(&log_file, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+int log_file_open(const char *path)
+{
+	int r;
+
+	if (log_file.fd >= 0)
+		return 0;
+	r = logfile_open(&log_file, path, LOG_FILE_CAP, LOG_FILE_KEEP);
+	if (r < 0)
+		log_errno(LOG_WARN, -r, "log file %s", path);
+	return r;
+}
+
+void log_file_close(void)
+{
+	logfile_close(&log_file);
+}
+
+const char *log_file_path(void)
+{
+	return log_file.path;
 }
 
 void log_msg(enum log_level l, const char *fmt, ...)

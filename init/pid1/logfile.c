@@ -138,3 +138,32 @@ char *logfile_tail(const char *path, int keep, size_t bytes, size_t *ret_len)
 		*ret_len = have;
 	return out;
 }
+
+/* In place: a NUL or a byte that is not part of valid UTF-8 becomes '?', so
+ * the log makes a valid JSON string (json_object_new_string stops at a NUL,
+ * and json-c copies invalid UTF-8 into its output as is). */
+void logfile_utf8_sanitize(char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		const unsigned char *u = (const unsigned char *)s + i;
+		size_t len = u[0] < 0x80 ? 1 : u[0] >= 0xc2 && u[0] <= 0xdf ? 2 : u[0] >= 0xe0 && u[0] <= 0xef ? 3
+			     : u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : 0;
+		size_t k = 1;
+
+		if (len > 1 && i + len <= n) {
+			while (k < len && (u[k] & 0xc0) == 0x80)
+				k++;
+			/* overlong 3/4-byte forms, surrogates, above U+10FFFF */
+			if ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] >= 0xa0) ||
+			    (u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] >= 0x90))
+				k = 0;
+		}
+		if (u[0] == 0 || len == 0 || i + len > n || k != len) {
+			s[i++] = '?';
+			continue;
+		}
+		i += len;
+	}
+}

@@ -27,5 +27,8 @@ void logfile_write(struct logfile *f, const char *buf, size_t n);
 /* The last `bytes` bytes across PATH.keep ... PATH.1, PATH in a malloc'd,
  * NUL-terminated string (*ret_len without the NUL); NULL on ENOMEM. */
 char *logfile_tail(const char *path, int keep, size_t bytes, size_t *ret_len);
+/* In place: a NUL or a byte that is not part of valid UTF-8 becomes '?', so
+ * a log tail makes a valid JSON string. */
+void logfile_utf8_sanitize(char *s, size_t n);
 
 #endif

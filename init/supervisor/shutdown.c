@@ -36,6 +36,7 @@ int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms)
 	/* Nothing of ours may keep /state busy: the serial logs live there. */
 	for (size_t i = 0; i < s->n_vms; i++)
 		vm_log_close(s->vms[i]);
+	log_file_close();
 	(void)mounts_sync_umount(s->o.state_dir); /* syncs first */
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "pid1/log.h"
 #include "pid1/loop.h"
@@ -84,12 +85,30 @@ static void start_vms(void)
 	}
 }
 
+/* The init's own log on /state too, from now until /state is released. */
+static void open_log_file(void)
+{
+	char dir[600], path[700];
+
+	if (S.o.pid1 && !S.o.state_mounted)
+		return;
+	snprintf(dir, sizeof(dir), "%s/log", S.o.state_dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_errno(LOG_WARN, errno, "%s", dir);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/luoinit.log", dir);
+	if (log_file_open(path) == 0)
+		log_info("log also kept in %s", path);
+}
+
 int sup_run(void)
 {
 	char err[512];
 	int r;
 
 	sup_port_start(&S);
+	open_log_file();
 	sup_config_load(&S);
 	S.update = (struct update_ctx){
 		.pid1 = S.o.pid1,

@@ -217,7 +217,7 @@ static bool run_saved_machine(struct rvm *x)
 		return true;
 	if (handoff_vm_machine(x->m, &mach, x->why, sizeof(x->why)) < 0)
 		return false;
-	if ((r = vm_run_saved_machine(x->vm, mach)) < 0) {
+	if ((r = vm_run_saved_machine(x->vm, mach, &x->m->saved->vms[0])) < 0) {
 		snprintf(x->why, sizeof(x->why), "the saved machine: %s", strerror(-r));
 		return false;
 	}

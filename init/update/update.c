@@ -521,6 +521,7 @@ static int step_release_state(const struct update_ctx *c, char *what, size_t len
 	if (r == 0) {
 		for (size_t i = 0; i < c->n_vms; i++)
 			vm_log_close(c->vms[i]);
+		log_file_close();
 		r = mounts_sync_umount(c->state_dir); /* syncs first */
 	}
 	if (r < 0)
@@ -597,6 +598,8 @@ static void rollback_blackout(const struct update_ctx *c)
 	U.manifest_written = false;
 	for (size_t i = 0; i < c->n_vms; i++)
 		vm_log_open(c->vms[i]);
+	if (log_file_path()[0])
+		(void)log_file_open(log_file_path());
 	rollback_vms();
 	undo_start();
 }

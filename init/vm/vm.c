@@ -89,7 +89,7 @@ void vm_free(struct vm *vm)
 	free(vm);
 }
 
-int vm_run_saved_machine(struct vm *vm, struct vmconf *saved)
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmconf_vm *as_configured)
 {
 	char **pending = NULL;
 	int n;
@@ -98,7 +98,8 @@ int vm_run_saved_machine(struct vm *vm, struct vmconf *saved)
 		vmconf_free(saved);
 		return -EINVAL;
 	}
-	n = vmconf_vm_diff(&saved->vms[0], vm->base_conf, &pending);
+	/* Config against config: the saved machine has its aliases resolved. */
+	n = vmconf_vm_diff(as_configured, vm->base_conf, &pending);
 	if (n < 0) {
 		vmconf_free(saved);
 		return n;

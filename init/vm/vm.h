@@ -83,9 +83,10 @@ int vm_resolve_names(struct vm *vm, char *machine, size_t mlen, char *cpu, size_
 
 /* After a kexec: the VM runs on `saved` (one VM, owned by the VM from now),
  * the machine its guest was saved on, until its next cold start, when the
- * configuration applies again; status lists where they differ
+ * configuration applies again; status lists where the configuration differs
+ * from as_configured, the saved VM's config before its names were resolved
  * (config_pending). -EINVAL when saved is not this VM's. */
-int vm_run_saved_machine(struct vm *vm, struct vmconf *saved);
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmconf_vm *as_configured);
 /* Why the VM is not what it was (status.vms[].last_error). */
 void vm_set_error(struct vm *vm, const char *msg);
 

@@ -192,35 +192,6 @@ void vm_stderr_snapshot(struct vm *vm, char *err, size_t errlen)
 	log_warn("%s qemu: %s", vm->conf->name, buf);
 }
 
-/* In place: a NUL or a byte that is not part of valid UTF-8 becomes '?', so
- * the log makes a valid JSON string (json_object_new_string stops at a NUL,
- * and json-c copies invalid UTF-8 into its output as is). */
-static void utf8_sanitize(char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		const unsigned char *u = (const unsigned char *)s + i;
-		size_t len = u[0] < 0x80 ? 1 : u[0] >= 0xc2 && u[0] <= 0xdf ? 2 : u[0] >= 0xe0 && u[0] <= 0xef ? 3
-			     : u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : 0;
-		size_t k = 1;
-
-		if (len > 1 && i + len <= n) {
-			while (k < len && (u[k] & 0xc0) == 0x80)
-				k++;
-			/* overlong 3/4-byte forms, surrogates, above U+10FFFF */
-			if ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] >= 0xa0) ||
-			    (u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] >= 0x90))
-				k = 0;
-		}
-		if (u[0] == 0 || len == 0 || i + len > n || k != len) {
-			s[i++] = '?';
-			continue;
-		}
-		i += len;
-	}
-}
-
 char *vm_log_tail(struct vm *vm, size_t bytes)
 {
 	size_t n = bytes < vm->ring_len ? bytes : vm->ring_len;
@@ -233,7 +204,7 @@ char *vm_log_tail(struct vm *vm, size_t bytes)
 		size_t got;
 		s = logfile_tail(vm->serial_log.path, VM_SERIAL_KEEP, bytes, &got);
 		if (s)
-			utf8_sanitize(s, got);
+			logfile_utf8_sanitize(s, got);
 		return s;
 	}
 	s = malloc(n + 1);
@@ -242,6 +213,6 @@ char *vm_log_tail(struct vm *vm, size_t bytes)
 	for (size_t i = 0; i < n; i++)
 		s[i] = vm->ring[(start + i) % VM_RING_SIZE];
 	s[n] = 0;
-	utf8_sanitize(s, n);
+	logfile_utf8_sanitize(s, n);
 	return s;
 }
