@@ -402,15 +402,16 @@ static int step_save_all(char *what, size_t len)
 		struct pvm *p = &U.p[i];
 		if ((r = open_state(p, e, sizeof(e))) == 0)
 			r = vm_save_begin(p->vm, p->state_fd, U.luo, &p->cs, e, sizeof(e));
+		if (r < 0)
+			snprintf(what, len, "save of %s: %s", vm_name(p->vm), e);
 	}
 	if (r == 0 && U.n)
 		(void)FAULT(SAVE, U.p[0].vm);
 	for (size_t i = 0; r == 0 && i < U.n; i++)
-		r = vm_save_finish(U.p[i].vm, U.p[i].state_fd, &U.p[i].cs, e, sizeof(e));
-	if (r < 0) {
-		snprintf(what, len, "save: %s", e);
+		if ((r = vm_save_finish(U.p[i].vm, U.p[i].state_fd, &U.p[i].cs, e, sizeof(e))) < 0)
+			snprintf(what, len, "save of %s: %s", vm_name(U.p[i].vm), e);
+	if (r < 0)
 		return r;
-	}
 	U.saving = false;
 	return 0;
 }
