@@ -22,9 +22,14 @@ $(B)/host/vmconf-cli: $(patsubst %.c,$(B)/host/%.o,$(VMCONF_SRCS))
 	@echo "  LD      $@"
 	$(Q)$(call PKG_LIBS,$(HOST_PKGS)) $(HOST_CC) $(HOST_SAN) -o $@ $^ $$pc -lcmocka
 
-# Fetched once (cached under build/): no prerequisites.
-$(QEMU_QMP)/.stamp:
-	@sh tests/host/qemu_qmp.sh $(QEMU_QMP)
+# python/qemu/qmp and qmp-shell as Debian ships them, from the same qemu
+# source our QEMU is built from (initramfs/qemu-src.sh: one download).
+$(QEMU_QMP)/.stamp: | deps-ok
+	@src=$$(sh initramfs/qemu-src.sh unpack $(B)/qemu-src | tail -n 1) && \
+	rm -rf $(QEMU_QMP) && mkdir -p $(QEMU_QMP)/python/qemu $(QEMU_QMP)/scripts/qmp && \
+	cp -r $$src/python/qemu/qmp $(QEMU_QMP)/python/qemu/ && \
+	cp $$src/scripts/qmp/qmp-shell $(QEMU_QMP)/scripts/qmp/ && \
+	cat $$src/.debian-version > $(QEMU_QMP)/.source && touch $@
 
 RESULTS := $(B)/results
 export B BB BOARD PYTHON

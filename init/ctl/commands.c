@@ -170,21 +170,28 @@ static int cmd_vmm_update(json_object *args, json_object **ret, struct cmd_error
 	return 0;
 }
 
+/* "bytes": how much of a log's tail (default: *ret as it is). */
+static int arg_bytes(const char *cmd, json_object *args, int64_t *ret, struct cmd_error *err)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(args, "bytes", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || (*ret = json_object_get_int64(v)) < 0 || *ret > LOG_MAX_BYTES)
+		return fail(err, "GenericError", "%s: 'bytes' must be an integer from 0 to %d", cmd, LOG_MAX_BYTES);
+	return 0;
+}
+
 static int cmd_vm_log(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "name", "bytes", NULL };
-	json_object *v;
 	struct vm *vm;
 	int64_t bytes = 4096;
 	char *s;
 
-	if (check_keys("vm-log", args, keys, err) < 0 || arg_vm("vm-log", args, &vm, err) < 0)
+	if (check_keys("vm-log", args, keys, err) < 0 || arg_vm("vm-log", args, &vm, err) < 0 ||
+	    arg_bytes("vm-log", args, &bytes, err) < 0)
 		return -EINVAL;
-	if (json_object_object_get_ex(args, "bytes", &v)) {
-		if (!json_object_is_type(v, json_type_int) || (bytes = json_object_get_int64(v)) < 0 ||
-		    bytes > LOG_MAX_BYTES)
-			return fail(err, "GenericError", "vm-log: 'bytes' must be an integer from 0 to %d", LOG_MAX_BYTES);
-	}
 	s = vm_log_tail(vm, (size_t)bytes);
 	if (!s)
 		return fail(err, "GenericError", "vm-log: out of memory");
@@ -198,18 +205,12 @@ static int cmd_vm_log(json_object *args, json_object **ret, struct cmd_error *er
 static int cmd_log(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "bytes", NULL };
-	json_object *v;
 	int64_t bytes = 4096;
 	size_t len;
 	char *s;
 
-	if (check_keys("log", args, keys, err) < 0)
+	if (check_keys("log", args, keys, err) < 0 || arg_bytes("log", args, &bytes, err) < 0)
 		return -EINVAL;
-	if (json_object_object_get_ex(args, "bytes", &v)) {
-		if (!json_object_is_type(v, json_type_int) || (bytes = json_object_get_int64(v)) < 0 ||
-		    bytes > LOG_MAX_BYTES)
-			return fail(err, "GenericError", "log: 'bytes' must be an integer from 0 to %d", LOG_MAX_BYTES);
-	}
 	if (!log_file_path()[0])
 		return fail(err, "GenericError", "log: no log file (/state is not mounted)");
 	s = logfile_tail(log_file_path(), LOG_FILE_KEEP, (size_t)bytes, &len);

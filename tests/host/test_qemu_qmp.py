@@ -1,6 +1,6 @@
 """A QMP client nobody here wrote drives `luoinit --host`: QEMU's own Python
 library, qemu.qmp (python/qemu/qmp in Debian's qemu source package, fetched
-unmodified by tests/host/qemu_qmp.sh into build/qemu-qmp), and its qmp-shell.
+unmodified by `make check-host` into build/qemu-qmp), and its qmp-shell.
 If these work, so do other tools that speak QMP."""
 import asyncio
 import os
@@ -18,7 +18,8 @@ QEMU_QMP = os.path.join(helpers.B, "qemu-qmp")
 def qemu_qmp():
     """build/qemu-qmp, fetched now if `make check-host` did not already."""
     if not os.path.exists(os.path.join(QEMU_QMP, ".stamp")):
-        subprocess.run(["sh", os.path.join(helpers.ROOT, "tests", "host", "qemu_qmp.sh"), QEMU_QMP], check=True)
+        subprocess.run(["make", "-C", helpers.ROOT, "--no-print-directory",
+                        os.path.relpath(os.path.join(QEMU_QMP, ".stamp"), helpers.ROOT)], check=True)
     py = os.path.join(QEMU_QMP, "python")
     if py not in sys.path:
         sys.path.insert(0, py)
