@@ -43,8 +43,25 @@ PKG_CFLAGS = pc=$$(pkg-config --cflags $(1)) &&
 PKG_LIBS   = pc=$$(pkg-config --libs $(1)) &&
 
 .PHONY: all deps sysroot headers run start stop check check-unit check-host check-board soak \
-        bench lint fuzz clean distclean
+        bench lint fuzz clean distclean install
 all: $(B)/luoinit $(B)/vmconf
+
+# For vendors with their own image builders (Buildroot, Yocto, mkosi):
+#   make install DESTDIR=... [PREFIX=/usr] [INSTALL_INIT=1]
+# installs the static luoinit and vmconf, the module list and a sample VM
+# config under /etc/luoinit (never over an existing one), and with
+# INSTALL_INIT=1 luoinit as /init too. The kernel options a board needs are
+# in the README ("Using luoinit in your own image").
+PREFIX ?= /usr
+install: $(B)/luoinit $(B)/vmconf
+	install -D -m 0755 $(B)/luoinit $(DESTDIR)$(PREFIX)/sbin/luoinit
+	install -D -m 0755 $(B)/vmconf $(DESTDIR)$(PREFIX)/bin/vmconf
+	install -d -m 0755 $(DESTDIR)/etc/luoinit
+	test -e $(DESTDIR)/etc/luoinit/modules || \
+		install -m 0644 board/$(BOARD)/modules $(DESTDIR)/etc/luoinit/modules
+	test -e $(DESTDIR)/etc/luoinit/vmconf.json || \
+		install -m 0644 board/$(BOARD)/initramfs-vmconf.json $(DESTDIR)/etc/luoinit/vmconf.json
+	$(if $(INSTALL_INIT),install -m 0755 $(B)/luoinit $(DESTDIR)/init)
 
 deps:
 	@sh initramfs/deps.sh
