@@ -712,6 +712,26 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 	return 0;
 }
 
+/* KiB of QEMU's mappings backed by 2 MiB pages of shmem (the guest RAM
+ * memfd), from /proc/PID/smaps_rollup; -1 when unknown. */
+static long long ram_huge_kib(pid_t pid)
+{
+	char path[64], line[128];
+	long long kib = -1;
+	FILE *f;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShmemPmdMapped: %lld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
 struct json_object *vm_status_json(const struct vm *vm)
 {
 	json_object *o = json_object_new_object(), *u;
@@ -733,6 +753,11 @@ struct json_object *vm_status_json(const struct vm *vm)
 		for (size_t i = 0; vm->config_pending && vm->config_pending[i]; i++)
 			json_object_array_add(p, json_object_new_string(vm->config_pending[i]));
 		json_object_object_add(o, "config_pending", p);
+	}
+	{
+		/* How much of the guest's RAM its QEMU maps in 2 MiB pages. */
+		long long k = ram_huge_kib(vm->pid);
+		json_object_object_add(o, "ram_huge_kib", k >= 0 ? json_object_new_int64(k) : NULL);
 	}
 	{
 		/* What its QEMU runs with (the saved machine after a restore). */
