@@ -22,6 +22,7 @@
 #include "pid1/modules.h"
 #include "pid1/mounts.h"
 #include "pid1/statefs.h"
+#include "pid1/thp.h"
 #include "supervisor/supervisor.h"
 #include "pid1/tsc.h"
 
@@ -141,6 +142,13 @@ static int pid1_main(void)
 		log_open(fd, 1);
 	if (r < 0)
 		log_errno(LOG_ERR, r, "early mounts");
+	{
+		static char thp[32];
+		if ((r = thp_shmem_setup(THP_SHMEM_ENABLED, thp, sizeof(thp))) < 0)
+			log_errno(LOG_WARN, r, "%s", THP_SHMEM_ENABLED);
+		log_info("guest RAM: transparent huge pages for shmem: %s", thp);
+		o.thp_shmem = thp;
+	}
 	/* The kernel sends SIGINT to PID 1 on Ctrl-Alt-Del instead of rebooting. */
 	if (reboot(RB_DISABLE_CAD) < 0)
 		log_errno(LOG_WARN, errno, "RB_DISABLE_CAD");

@@ -28,6 +28,7 @@ struct sup_opts {
 	char **modules_loaded;      /* NULL-terminated, or NULL */
 	char **modules_failed;
 	bool liveupdate_cmdline;
+	const char *thp_shmem;      /* shmem_enabled in effect (pid1/thp.h), NULL in --host mode */
 	double boot_realtime_ms;    /* CLOCK_REALTIME when this init started */
 	uint64_t boot_tsc;          /* and the TSC then */
 };

@@ -26,7 +26,8 @@ struct rvm {                    /* one VM of the manifest */
 	const struct handoff_vm *m;
 	int session, state_fd;
 	bool ok;
-	double t_started;
+	bool begun;                 /* its migrate-incoming is under way */
+	double t_spawn, t_started;
 	char why[256];
 };
 
@@ -253,7 +254,7 @@ static void spawn_all(struct resume *R)
 		struct vm_machine mach = { accel_from(m->accel), ram_from(m->ram_backing), R->h->sandbox != 0 };
 		struct rvm *x = &R->rv[R->n];
 		char e[256];
-		double t_retrieve = realtime_ms(), t_spawn;
+		double t_retrieve = realtime_ms();
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
 				"its state set aside", m->name);
@@ -271,17 +272,36 @@ static void spawn_all(struct resume *R)
 			give_up(x);
 			continue;
 		}
-		t_spawn = realtime_ms();
-		/* LUO: the preserved RAM; full-RAM: a fresh memfd the stream fills. */
+		x->t_spawn = realtime_ms();
+		/* LUO: the preserved RAM; full-RAM: a fresh memfd the stream fills.
+		 * Forked only: the next QEMU starts while this one comes up. */
 		if (vm_spawn_restore(vm, &mach, R->luo, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
 			continue;
 		}
+		log_info("%s: state %s in %.1f ms", vm_name(vm), R->luo ? "and RAM retrieved" : "opened",
+			 x->t_spawn - t_retrieve);
+	}
+}
+
+/* Every QEMU forked: now each one's QMP handshake (they came up side by
+ * side, so this waits for the slowest, not for the sum). */
+static void greet_all(struct resume *R)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
+		char e[256];
+		if (!x->ok)
+			continue;
+		if (vm_wait_qmp(x->vm, e, sizeof(e)) < 0) {
+			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
+			give_up(x);
+			continue;
+		}
 		x->t_started = realtime_ms();
-		log_info("%s: state %s in %.1f ms, QEMU up in %.1f ms", vm_name(vm),
-			 R->luo ? "and RAM retrieved" : "opened", t_spawn - t_retrieve, x->t_started - t_spawn);
-		event_update_phase("qemu_start", vm_name(vm), x->t_started - R->c->boot_realtime_ms);
+		log_info("%s: QEMU up in %.1f ms", vm_name(x->vm), x->t_started - x->t_spawn);
+		event_update_phase("qemu_start", vm_name(x->vm), x->t_started - R->c->boot_realtime_ms);
 	}
 }
 
@@ -310,15 +330,22 @@ static void record(struct resume *R, struct rvm *x, double t_restored)
 	event_update_phase("blackout", vm_name(x->vm), rec.blackout_ms);
 }
 
+/* Every state handed over first, so the guests load side by side; then
+ * each one waited for and let run. */
 static void restore_all(struct resume *R)
 {
 	for (size_t i = 0; i < R->n; i++) {
 		struct rvm *x = &R->rv[i];
+		x->begun = x->ok && vm_restore_begin(x->vm, x->state_fd, R->luo, x->why, sizeof(x->why)) == 0;
+	}
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
 		double t_restored;
-		int r;
+		int r = -EIO;
 		if (!x->ok)
 			continue;
-		r = vm_restore(x->vm, x->state_fd, R->luo, x->why, sizeof(x->why));
+		if (x->begun)
+			r = vm_restore_finish(x->vm, x->why, sizeof(x->why));
 		if (r < 0) /* the preserved RAM is worth one more QEMU */
 			r = vm_restore_in_place(x->vm, x->state_fd, R->luo, 1, NULL, x->why, sizeof(x->why));
 		t_restored = realtime_ms();
@@ -391,6 +418,7 @@ void update_resume(const struct update_ctx *c, struct update_resume_result *ret)
 	hold_stopped(&R);
 	open_luo(&R);
 	spawn_all(&R);
+	greet_all(&R);
 	restore_all(&R);
 	finish(&R);
 out:

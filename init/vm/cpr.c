@@ -146,16 +146,31 @@ void cpr_save_abort(struct qmp *q)
 	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
 }
 
-int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-		char *err, size_t errlen)
+int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen)
 {
-	json_object *res = NULL;
 	int r;
 
 	if ((r = setup(q, ignore_shared, err, errlen)) < 0 ||
 	    (r = add_fd(q, state_fd, O_RDONLY, err, errlen)) < 0 ||
-	    (r = uri_command(q, "migrate-incoming", err, errlen)) < 0 ||
-	    (r = wait_migration(q, timeout_ms, &res, err, errlen)) < 0)
+	    (r = uri_command(q, "migrate-incoming", err, errlen)) < 0)
+		return r;
+	return 0;
+}
+
+int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
+		char *err, size_t errlen)
+{
+	int r = cpr_restore_begin(q, state_fd, ignore_shared, err, errlen);
+
+	return r < 0 ? r : cpr_restore_finish(q, timeout_ms, err, errlen);
+}
+
+int cpr_restore_finish(struct qmp *q, int timeout_ms, char *err, size_t errlen)
+{
+	json_object *res = NULL;
+	int r;
+
+	if ((r = wait_migration(q, timeout_ms, &res, err, errlen)) < 0)
 		return r;
 	json_object_put(res);
 	qmp_clear_events(q);

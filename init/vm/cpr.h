@@ -38,5 +38,10 @@ void cpr_save_abort(struct qmp *q);
  * come back paused (it was running or not when saved: vm_restore conts). */
 int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
 		char *err, size_t errlen);
+/* cpr_restore in two halves, so several QEMUs load their states side by
+ * side: begin hands over the state and starts migrate-incoming, finish
+ * waits for it and drops the state fd from QEMU. */
+int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen);
+int cpr_restore_finish(struct qmp *q, int timeout_ms, char *err, size_t errlen);
 
 #endif

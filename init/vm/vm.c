@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <libgen.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,53 @@ static int qmp_up(struct vm *vm)
 	return 0;
 }
 
+int vm_wait_qmp(struct vm *vm, char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + VM_QMP_TIMEOUT;
+	char e[160] = "";
+	int r = 0;
+
+	if (vm->qmp)
+		return 0;
+	if (!vm->greet) {
+		snprintf(err, errlen, "no QEMU is starting");
+		return -ESRCH;
+	}
+	while ((r = qmp_handshake(vm->greet, e, sizeof(e))) == 0) {
+		struct pollfd p = { .fd = qmp_fd(vm->greet), .events = POLLIN };
+		uint64_t now = now_ms();
+		if (now >= deadline) {
+			r = -ETIMEDOUT;
+			snprintf(e, sizeof(e), "no answer within %d s", VM_QMP_TIMEOUT / 1000);
+			break;
+		}
+		if (poll(&p, 1, (int)(deadline - now)) < 0 && errno != EINTR) {
+			r = -errno;
+			snprintf(e, sizeof(e), "poll: %s", strerror(errno));
+			break;
+		}
+	}
+	if (r == 1) {
+		vm->qmp = vm->greet;
+		vm->greet = NULL;
+		if ((r = qmp_up(vm)) == 0)
+			return 0;
+		snprintf(e, sizeof(e), "event loop: %s", strerror(-r));
+	} else {
+		qmp_free(vm->greet);
+		vm->greet = NULL;
+	}
+	snprintf(err, errlen, "QEMU did not answer on QMP: %s", e[0] ? e : strerror(-r));
+	/* Let it finish saying why; one that exits is reaped here, so vm_end
+	 * does not wait for a pid that is gone. */
+	if (vm->pid > 0 && spawn_wait(vm->pid, 2000, &vm->last_status) == 0)
+		vm->pid = 0;
+	vm_stderr_snapshot(vm, err, errlen);
+	vm_end(vm, 0);
+	vm_set_state(vm, VM_FAILED, err);
+	return r < 0 ? r : -EIO;
+}
+
 /* A start that did not reach QMP. status: QEMU's wait status when it is
  * already reaped (vm->pid is 0 then), -1 when it may still run. */
 static void start_failed(struct vm *vm, int status, const char *why)
@@ -429,20 +477,12 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 		log_debug("%s: QEMU pid %d forked, waiting for its QMP greeting", c->name, (int)vm->pid);
 		return 0;
 	}
+	/* Not waited for here: vm_wait_qmp, after every restore's QEMU is forked. */
 	vm_set_state(vm, VM_RESTORING, "QEMU forked to restore");
-	r = qmp_open(qs[0], VM_QMP_TIMEOUT, &vm->qmp);
-	qs[0] = -1; /* qmp_open owns it now, even on failure */
+	r = qmp_connect(qs[0], &vm->greet);
+	qs[0] = -1; /* qmp_connect owns it now, even on failure */
 	if (r < 0) {
-		snprintf(err, errlen, "QEMU did not answer on QMP: %s", strerror(-r));
-		/* Let it finish saying why; one that exits is reaped here, so
-		 * vm_end below does not wait for a pid that is gone. */
-		if (spawn_wait(vm->pid, 2000, &vm->last_status) == 0)
-			vm->pid = 0;
-		vm_stderr_snapshot(vm, err, errlen);
-		goto fail_pid;
-	}
-	if ((r = qmp_up(vm)) < 0) {
-		snprintf(err, errlen, "event loop: %s", strerror(-r));
+		snprintf(err, errlen, "QMP: %s", strerror(-r));
 		goto fail_pid;
 	}
 	return 0;
@@ -672,6 +712,26 @@ static int stop(struct vm *vm, int timeout_ms, bool serve)
 	return 0;
 }
 
+/* KiB of QEMU's mappings backed by 2 MiB pages of shmem (the guest RAM
+ * memfd), from /proc/PID/smaps_rollup; -1 when unknown. */
+static long long ram_huge_kib(pid_t pid)
+{
+	char path[64], line[128];
+	long long kib = -1;
+	FILE *f;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShmemPmdMapped: %lld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
 struct json_object *vm_status_json(const struct vm *vm)
 {
 	json_object *o = json_object_new_object(), *u;
@@ -693,6 +753,11 @@ struct json_object *vm_status_json(const struct vm *vm)
 		for (size_t i = 0; vm->config_pending && vm->config_pending[i]; i++)
 			json_object_array_add(p, json_object_new_string(vm->config_pending[i]));
 		json_object_object_add(o, "config_pending", p);
+	}
+	{
+		/* How much of the guest's RAM its QEMU maps in 2 MiB pages. */
+		long long k = ram_huge_kib(vm->pid);
+		json_object_object_add(o, "ram_huge_kib", k >= 0 ? json_object_new_int64(k) : NULL);
 	}
 	{
 		/* What its QEMU runs with (the saved machine after a restore). */

@@ -154,9 +154,16 @@ int vm_cont(struct vm *vm);
  * with -incoming defer, waiting for QMP; keep_ram: on the RAM it has
  * (vm_set_ram). The VM is wanted running from here. */
 int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen);
+/* A QEMU started to restore is forked without waiting for it (several start
+ * side by side): this waits for its QMP greeting and capabilities, at most
+ * 30 s. On failure QEMU is ended, the VM failed, err says why. */
+int vm_wait_qmp(struct vm *vm, char *err, size_t errlen);
 /* Restore state_fd into the QEMU vm_spawn_restore started and make sure the
  * guest runs (the state is not changed: the caller says why it runs). */
 int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen);
+/* vm_restore in two halves, so several guests load side by side. */
+int vm_restore_begin(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen);
+int vm_restore_finish(struct vm *vm, char *err, size_t errlen);
 /* Start QEMU on the RAM memfd it has (-incoming defer) and restore state_fd
  * into it, up to `tries` times, each on a fresh QEMU (one still there from a
  * failed restore is ended first); running on success. */

@@ -73,16 +73,30 @@ int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *r
 	return r;
 }
 
-int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen)
+int vm_restore_begin(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	return r < 0 ? r : cpr_restore_begin(vm->qmp, state_fd, ignore_shared, err, errlen);
+}
+
+int vm_restore_finish(struct vm *vm, char *err, size_t errlen)
 {
 	int r = has_qmp(vm, err, errlen);
 
 	if (r == 0)
-		r = cpr_restore(vm->qmp, state_fd, ignore_shared, CPR_RESTORE_TIMEOUT_MS, err, errlen);
+		r = cpr_restore_finish(vm->qmp, CPR_RESTORE_TIMEOUT_MS, err, errlen);
 	/* A guest stopped before its save comes back paused. */
 	if (r == 0 && (r = vm_cont(vm)) < 0)
 		snprintf(err, errlen, "cont after the restore: %s", strerror(-r));
 	return r;
+}
+
+int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen)
+{
+	int r = vm_restore_begin(vm, state_fd, ignore_shared, err, errlen);
+
+	return r < 0 ? r : vm_restore_finish(vm, err, errlen);
 }
 
 int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen)
@@ -106,6 +120,8 @@ int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tri
 			log_err("%s: restore failed (%s), retrying on a fresh QEMU", vm->conf->name, err);
 		vm_end(vm, 0); /* no-op unless a failed restore left its QEMU */
 		r = vm_spawn(vm, true, true, err, errlen);
+		if (r == 0)
+			r = vm_wait_qmp(vm, err, errlen);
 		if (ret_started)
 			*ret_started = realtime_ms();
 		if (r == 0)
