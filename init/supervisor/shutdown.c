@@ -10,6 +10,7 @@
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/mounts.h"
+#include "pid1/watchdog.h"
 
 static void stop_all(struct sup *s, int timeout_ms)
 {
@@ -40,6 +41,8 @@ int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms)
 	(void)mounts_sync_umount(s->o.state_dir); /* syncs first */
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();
+	/* Locked, it outlives us: the reset or power-off must come first. */
+	watchdog_feed_now();
 	if (reboot(a == SUP_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) < 0)
 		log_errno(LOG_ERR, errno, "reboot() failed; still serving");
 	return -1;

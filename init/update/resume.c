@@ -15,6 +15,7 @@
 #include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
+#include "pid1/watchdog.h"
 #include "update/handoff.h"
 #include "update/luo.h"
 #include "update/update.h"
@@ -254,6 +255,7 @@ static void spawn_all(struct resume *R)
 		struct rvm *x = &R->rv[R->n];
 		char e[256];
 		double t_retrieve = realtime_ms(), t_spawn;
+		watchdog_feed(); /* each QEMU's start is a bounded wait */
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
 				"its state set aside", m->name);
@@ -318,6 +320,7 @@ static void restore_all(struct resume *R)
 		int r;
 		if (!x->ok)
 			continue;
+		watchdog_feed();
 		r = vm_restore(x->vm, x->state_fd, R->luo, x->why, sizeof(x->why));
 		if (r < 0) /* the preserved RAM is worth one more QEMU */
 			r = vm_restore_in_place(x->vm, x->state_fd, R->luo, 1, NULL, x->why, sizeof(x->why));
