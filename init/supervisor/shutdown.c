@@ -22,9 +22,12 @@ static void stop_all(struct sup *s, int timeout_ms)
 	for (size_t i = 0; i < s->n_vms; i++) {
 		uint64_t now = now_ms();
 		int left = now < deadline ? (int)(deadline - now) : 0;
-		if (vm_pid(s->vms[i]))
+		bool had = vm_pid(s->vms[i]) != 0;
+		if (had)
 			log_info("%s: stopping", vm_name(s->vms[i]));
 		(void)vm_power_off(s->vms[i], left, false);
+		if (had)
+			log_info("%s: %s", vm_name(s->vms[i]), vm_pid(s->vms[i]) ? "still running" : "stopped");
 	}
 }
 
