@@ -278,6 +278,7 @@ static int step_preserve_ram(const struct update_ctx *c, char *err, size_t errle
 		char sname[64];
 		if (vm_state(vm) != VM_RUNNING)
 			continue;
+		watchdog_feed(); /* pinning each VM's RAM takes a while */
 		p = &U.p[U.n++];
 		memset(p, 0, sizeof(*p));
 		p->vm = vm;
