@@ -23,6 +23,7 @@
 #include "pid1/mounts.h"
 #include "pid1/statefs.h"
 #include "pid1/thp.h"
+#include "pid1/watchdog.h"
 #include "supervisor/supervisor.h"
 #include "pid1/tsc.h"
 
@@ -165,6 +166,9 @@ static int pid1_main(void)
 		log_errno(LOG_WARN, r, "/proc/cmdline");
 	log_set_level((enum log_level)cl.log_level);
 	log_info("luoinit starting as PID %d", (int)getpid());
+	/* First thing: after a kexec the watchdog is still counting (the
+	 * driver's probe reloaded it with its own heartbeat). */
+	(void)watchdog_start(WATCHDOG_DEVICE, (unsigned)cl.watchdog);
 
 	/* Modules: the initramfs's list, then the command line's. */
 	if ((r = modules_read_list(MODULES_LIST, &names)) < 0 && r != -ENOENT)
@@ -187,6 +191,7 @@ static int pid1_main(void)
 			free(all);
 		}
 	}
+	watchdog_feed();
 
 	o.pid1 = true;
 	o.state_dir = STATE_DIR;
@@ -210,6 +215,7 @@ static int pid1_main(void)
 			log_info("state filesystem %s (%s) mounted on %s", dev, fstype, STATE_DIR);
 		o.state_mounted = r == 0;
 	}
+	watchdog_feed();
 	if (cl.config[0])
 		snprintf(config, sizeof(config), "%s", cl.config);
 	else

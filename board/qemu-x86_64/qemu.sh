@@ -8,6 +8,9 @@
 #   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
 #   --luoinit BIN  --qemu BIN  --timeout S
+#   --qmp PATH  the outer QEMU's own QMP monitor (default: qmp.sock next to --socket):
+#               system_powerdown presses the appliance's power button; the
+#               WATCHDOG event says its watchdog fired
 # Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
 # Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
@@ -19,7 +22,7 @@ top=$(cd "$here/../.." && pwd)
 mode=${1:?usage: qemu.sh run|start|stop [options]}
 shift
 dir=$top/build/qemu-x86_64
-kernel="" initrd="" state="" sock="" console="" pidfile="" accel=""
+kernel="" initrd="" state="" sock="" console="" pidfile="" accel="" qmp=""
 cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
 qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90 cpu=max
 while [ $# -gt 0 ]; do
@@ -38,13 +41,14 @@ while [ $# -gt 0 ]; do
 	--qemu) qemu=$2 ;;
 	--timeout) timeout_s=$2 ;;
 	--cpu) cpu=$2 ;;
+	--qmp) qmp=$2 ;;
 	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift 2
 done
 : "${kernel:=$dir/bzImage}" "${initrd:=$dir/initramfs.img}" "${state:=$dir/state.img}"
 : "${sock:=$dir/mgmt.sock}" "${console:=$dir/console.log}" "${pidfile:=$dir/qemu.pid}"
-: "${accel:=$dir/accel}"
+: "${accel:=$dir/accel}" "${qmp:=$(dirname "$sock")/qmp.sock}"
 [ -f "$accel" ] && accel=$(cat "$accel")
 case "$accel" in kvm|tcg) ;; *) accel=tcg ;; esac
 
@@ -89,6 +93,13 @@ set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
 	-chardev "socket,id=mgmt,path=$sock,server=on,wait=off" \
 	-device virtserialport,bus=vser0.0,chardev=mgmt,name=luoinit.mgmt
 
+# --- watchdog, power button, outer QMP (issue 15, boot assessment) ---
+# The appliance's hardware watchdog: luoinit arms and feeds it; when it
+# fires QEMU resets the machine (a cold boot). The power button needs
+# nothing here: q35's ACPI has it; `system_powerdown` on this monitor presses it.
+set -- "$@" -device i6300esb -action watchdog=reset \
+	-qmp "unix:$qmp,server=on,wait=off"
+
 case "$mode" in
 run)
 	exec "$qemu" "$@" -serial mon:stdio ;;
@@ -97,10 +108,10 @@ start)
 		echo "qemu.sh: already running (pid $(cat "$pidfile"))" >&2
 		exit 1
 	fi
-	rm -f "$sock" "$pidfile"
+	rm -f "$sock" "$qmp" "$pidfile"
 	: > "$console"
 	"$qemu" "$@" -serial "file:$console" -daemonize -pidfile "$pidfile"
-	echo "qemu.sh: started ($accel), pid $(cat "$pidfile"), console $console, socket $sock" ;;
+	echo "qemu.sh: started ($accel), pid $(cat "$pidfile"), console $console, socket $sock, qmp $qmp" ;;
 *)
 	echo "qemu.sh: unknown mode $mode" >&2; exit 2 ;;
 esac

@@ -267,6 +267,23 @@ static int cmd_update(json_object *args, json_object **ret, struct cmd_error *er
 	return 0;
 }
 
+/* A test switch (luoinit.test_faults=1): PID 1 stops feeding the watchdog
+ * (how=pid1, the default) or the kernel panics (how=panic) once this reply
+ * is out; the watchdog must reset the machine. */
+static int cmd_x_hang(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "how", NULL };
+	const char *how;
+	char e[300];
+
+	if (check_keys("x-hang", args, keys, err) < 0 || arg_string("x-hang", args, "how", false, &how, err) < 0)
+		return -EINVAL;
+	if (sup_test_hang(how, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "x-hang: %s", e);
+	*ret = json_object_new_object();
+	return 0;
+}
+
 static int cmd_query_version(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { NULL };
@@ -289,7 +306,7 @@ static const struct {
 	{ "log", cmd_log },
 	{ "poweroff", cmd_poweroff },     { "reboot", cmd_reboot },
 	{ "update", cmd_update },         { "query-commands", cmd_query_commands },
-	{ "query-version", cmd_query_version },
+	{ "query-version", cmd_query_version }, { "x-hang", cmd_x_hang },
 };
 
 /* QEMU's [{"name": ...}, ...]: the table, and qmp_capabilities, which the

@@ -16,6 +16,24 @@ void cmdline_defaults(struct cmdline *ret)
 	strcpy(ret->state, "LABEL=luoinit-state");
 	strcpy(ret->mgmt, "luoinit.mgmt");
 	ret->log_level = LOG_INFO;
+	ret->watchdog = CMDLINE_WATCHDOG_DEFAULT;
+}
+
+/* Seconds: decimal digits only, 0 to max; -1 otherwise. */
+static int parse_seconds(const char *v, int max)
+{
+	long n = 0;
+
+	if (!v || !*v)
+		return -1;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9')
+			return -1;
+		n = n * 10 + (*v - '0');
+		if (n > max)
+			return -1;
+	}
+	return (int)n;
 }
 
 /* The kernel's kstrtobool spellings; -1 when none. */
@@ -86,6 +104,13 @@ static void parse_param(char *word, struct cmdline *c, void (*warn)(const char *
 			r = -EINVAL;
 		else
 			c->test_faults = b;
+	}
+	else if (strcmp(key, "watchdog") == 0) {
+		b = parse_seconds(v, CMDLINE_WATCHDOG_MAX);
+		if (b < 0)
+			r = -EINVAL;
+		else
+			c->watchdog = b;
 	}
 	else if (strcmp(key, "log") == 0) {
 		b = v ? log_level_parse(v) : -1;

@@ -14,7 +14,14 @@ struct cmdline {
 	int liveupdate_on;  /* liveupdate=on (kstrtobool spellings) */
 	int kho_on;         /* kho=on */
 	int test_faults;    /* luoinit.test_faults=1: `update fault=NAME` is accepted */
+	int watchdog;       /* luoinit.watchdog=SECONDS: the hardware watchdog's timeout,
+			     * 0 = not armed; default CMDLINE_WATCHDOG_DEFAULT */
 };
+
+/* Covers the longest stretch without a feed: a kexec under TCG (5-10 s),
+ * the new kernel up to the watchdog driver's probe, with a wide margin. */
+#define CMDLINE_WATCHDOG_DEFAULT 60
+#define CMDLINE_WATCHDOG_MAX     65535
 
 void cmdline_defaults(struct cmdline *ret);
 

@@ -3,6 +3,7 @@
  * /dev/disk/by-*), and the same probe function is then what the unit tests
  * exercise on an image file. */
 #include "pid1/statefs.h"
+#include "pid1/watchdog.h"
 #include "pid1/loop.h"
 
 #include <errno.h>
@@ -171,6 +172,7 @@ int statefs_find(const char *spec, int timeout_ms, char *ret_dev, size_t len,
 			return -ENOENT;
 		/* Bounded: this runs once at boot, before the event loop exists. */
 		(void)nanosleep(&step, NULL);
+		watchdog_feed();
 	}
 	if (ret_dev && strlen(dev) >= len)
 		return -ENAMETOOLONG;

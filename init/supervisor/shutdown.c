@@ -10,6 +10,7 @@
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/mounts.h"
+#include "pid1/watchdog.h"
 
 static void stop_all(struct sup *s, int timeout_ms)
 {
@@ -21,9 +22,12 @@ static void stop_all(struct sup *s, int timeout_ms)
 	for (size_t i = 0; i < s->n_vms; i++) {
 		uint64_t now = now_ms();
 		int left = now < deadline ? (int)(deadline - now) : 0;
-		if (vm_pid(s->vms[i]))
+		bool had = vm_pid(s->vms[i]) != 0;
+		if (had)
 			log_info("%s: stopping", vm_name(s->vms[i]));
 		(void)vm_power_off(s->vms[i], left, false);
+		if (had)
+			log_info("%s: %s", vm_name(s->vms[i]), vm_pid(s->vms[i]) ? "still running" : "stopped");
 	}
 }
 
@@ -40,6 +44,8 @@ int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms)
 	(void)mounts_sync_umount(s->o.state_dir); /* syncs first */
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();
+	/* Locked, it outlives us: the reset or power-off must come first. */
+	watchdog_feed_now();
 	if (reboot(a == SUP_REBOOT ? RB_AUTOBOOT : RB_POWER_OFF) < 0)
 		log_errno(LOG_ERR, errno, "reboot() failed; still serving");
 	return -1;

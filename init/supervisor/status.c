@@ -10,6 +10,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "pid1/loop.h"
+#include "pid1/powerbtn.h"
+#include "pid1/watchdog.h"
+
 static json_object *strv_json(char **v)
 {
 	json_object *a = json_object_new_array();
@@ -100,6 +104,47 @@ static json_object *config_json(const struct sup *s)
 	return c;
 }
 
+/* The hardware watchdog: which, its timeout (s) and when it was last fed
+ * (CLOCK_REALTIME seconds, and milliseconds ago); nulls when not armed, with
+ * the reason in error. */
+static json_object *watchdog_json(const struct sup *s)
+{
+	const struct watchdog_status *w = watchdog_status();
+	json_object *o = json_object_new_object();
+	bool on = watchdog_armed();
+
+	json_object_object_add(o, "device", on ? json_object_new_string(w->device) : NULL);
+	json_object_object_add(o, "identity", on && w->identity[0] ? json_object_new_string(w->identity) : NULL);
+	json_object_object_add(o, "timeout", on ? json_object_new_int((int)w->timeout) : NULL);
+	json_object_object_add(o, "last_feed", on && w->feeds ? json_object_new_double(w->last_feed / 1000.0) : NULL);
+	json_object_object_add(o, "since_feed_ms",
+			       on && w->feeds ? json_object_new_int64((int64_t)(now_ms() - w->last_feed_mono)) : NULL);
+	json_object_object_add(o, "feeds", json_object_new_int64((int64_t)w->feeds));
+	json_object_object_add(o, "reset_by_watchdog", json_object_new_boolean(w->reset_by_watchdog));
+	json_object_object_add(o, "error", !s->o.pid1 ? json_object_new_string("off in --host mode")
+					   : w->error[0] ? json_object_new_string(w->error) : NULL);
+	return o;
+}
+
+/* The input devices watched for KEY_POWER. */
+static json_object *power_button_json(void)
+{
+	json_object *a = json_object_new_array();
+	size_t n;
+	const struct powerbtn_dev *d = powerbtn_devices(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *o;
+		if (d[i].fd < 0)
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "path", json_object_new_string(d[i].path));
+		json_object_object_add(o, "name", json_object_new_string(d[i].name));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 json_object *sup_status(const struct sup *s)
 {
 	json_object *o = json_object_new_object(), *vms = json_object_new_array();
@@ -122,6 +167,8 @@ json_object *sup_status(const struct sup *s)
 	json_object_object_add(o, "last_update_error",
 			       s->update_error[0] ? json_object_new_string(s->update_error) : NULL);
 	json_object_object_add(o, "sandbox", json_object_new_boolean(s->host.sandbox));
+	json_object_object_add(o, "watchdog", watchdog_json(s));
+	json_object_object_add(o, "power_button", power_button_json());
 	json_object_object_add(o, "fdset_probe", s->fdset_probe < 0 ? NULL : json_object_new_boolean(s->fdset_probe == 1));
 	for (size_t i = 0; i < s->n_vms; i++)
 		json_object_array_add(vms, vm_status_json(s->vms[i]));

@@ -24,7 +24,10 @@ struct sup {
 	int fdset_probe;            /* 1, 0, or negative errno (null in status) */
 	char update_error[512];
 	double kexec_ms;            /* this boot's kexec, 0 on a cold boot */
+	int hang;                   /* x-hang asked (SUP_HANG_*), done by the loop; 0 */
 };
+
+enum { SUP_HANG_PID1 = 1, SUP_HANG_PANIC };
 
 /* supervisor.c: a poweroff or reboot, once the current request is answered. */
 void sup_ask(struct sup *s, enum sup_action a, int timeout_ms);
@@ -44,5 +47,11 @@ struct json_object *sup_status(const struct sup *s);
  * /state and reboot or power off, returning only if that failed (-1); in
  * --host mode return 0. */
 int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms);
+/* button.c: the power button asks for a power-off (PID 1 only). */
+void sup_button_start(struct sup *s);
+/* hang.c: the x-hang test switch: asked (0, or -errno with err), then done
+ * by the loop once the reply is out (never returns). */
+int sup_hang_ask(struct sup *s, const char *how, char *err, size_t errlen);
+void sup_hang(struct sup *s);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "pid1/log.h"
 #include "pid1/loop.h"
+#include "pid1/watchdog.h"
 
 static struct sup S = { .port_timer = -1, .fdset_probe = -ENOENT /* status: null until a probe ran */ };
 
@@ -41,6 +42,11 @@ struct json_object *sup_status_json(void)
 int sup_update(const struct update_req *req, struct json_object **ret, char *err, size_t errlen)
 {
 	return update_start(&S.update, req, ret, err, errlen);
+}
+
+int sup_test_hang(const char *how, char *err, size_t errlen)
+{
+	return sup_hang_ask(&S, how, err, errlen);
 }
 
 int sup_init(const struct sup_opts *o)
@@ -108,8 +114,10 @@ int sup_run(void)
 	int r;
 
 	sup_port_start(&S);
+	sup_button_start(&S);
 	open_log_file();
 	sup_config_load(&S);
+	watchdog_feed(); /* until the loop runs, each step feeds it */
 	S.update = (struct update_ctx){
 		.pid1 = S.o.pid1,
 		.test_faults = S.o.test_faults,
@@ -124,7 +132,9 @@ int sup_run(void)
 		.boot_tsc = S.o.boot_tsc,
 	};
 	resume_update();
+	watchdog_feed();
 	sup_probe_qemu(&S);
+	watchdog_feed();
 	start_vms();
 	for (;;) {
 		r = loop_run_once(-1);
@@ -132,6 +142,8 @@ int sup_run(void)
 			log_errno(LOG_ERR, r, "event loop");
 			(void)loop_run_once(100); /* never spin hot on a persistent error */
 		}
+		if (S.hang)
+			sup_hang(&S);
 		if (update_run_pending(&S.update, err, sizeof(err)) < 0)
 			set_update_error(err);
 		if (S.pending != SUP_NONE) {

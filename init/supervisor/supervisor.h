@@ -50,6 +50,10 @@ struct json_object *sup_status_json(void);
  * guests get timeout_ms in all to power down before QEMU is told to quit. */
 void sup_request(enum sup_action a, int timeout_ms);
 #define SUP_SHUTDOWN_TIMEOUT 10000
+/* x-hang how=pid1|panic (NULL: pid1), a test switch (luoinit.test_faults=1,
+ * PID 1, watchdog armed): PID 1 stops once the reply is out, or the kernel
+ * panics; the watchdog must reset the machine. 0, or -errno with err. */
+int sup_test_hang(const char *how, char *err, size_t errlen);
 /* update_start with this host's context (update/update.h). */
 int sup_update(const struct update_req *req, struct json_object **ret, char *err, size_t errlen);
 

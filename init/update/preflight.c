@@ -8,6 +8,7 @@
  * last valid one wins. */
 #include "update/preflight.h"
 #include "update/luo.h"
+#include "pid1/cmdline.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -203,6 +204,21 @@ int preflight_check(const struct preflight *p, enum preflight_mode *ret_mode, ch
 		snprintf(err, errlen, "no initramfs: luoinit would not run after the kexec and the VMs "
 			 "would never come back (give initrd=PATH or set update.initrd in the config)");
 		return -EINVAL;
+	}
+	if (p->watchdog_timeout) {
+		struct cmdline c;
+		/* Read as the new init will read it. */
+		if (cmdline_parse(p->cmdline ? p->cmdline : "", &c, NULL) < 0) {
+			snprintf(err, errlen, "out of memory reading the target command line");
+			return -ENOMEM;
+		}
+		if (c.watchdog == 0) {
+			snprintf(err, errlen, "the target command line has luoinit.watchdog=0, but the watchdog "
+				 "is armed (%u s) and the kernel cannot disarm it (nowayout): the new init would "
+				 "not feed it and it would reset the appliance, guests and all (keep it on; to "
+				 "turn it off, power off and boot with luoinit.watchdog=0)", p->watchdog_timeout);
+			return -EINVAL;
+		}
 	}
 	if (p->mode == PREFLIGHT_FULL_RAM) {
 		*ret_mode = PREFLIGHT_FULL_RAM; /* lossless across any kernels */

@@ -23,12 +23,15 @@ struct preflight {
 	bool luo_available;             /* /dev/liveupdate works on the running kernel */
 	const struct kabi *running;     /* kabi_running() */
 	const struct kabi *target;      /* kabi_target(kernel) */
+	unsigned watchdog_timeout;      /* the armed watchdog's timeout (s), 0: not armed */
 };
 
 /* Decide. 0: *ret_mode is PREFLIGHT_LUO or PREFLIGHT_FULL_RAM, and reason says
  * why auto chose full-ram (for the log; "" otherwise). Else -errno and err
  * names the problem: -EINVAL (no kernel or initramfs, a LUO target command
- * line without liveupdate=on kho=on), -ENODEV (mode=luo without LUO),
+ * line without liveupdate=on kho=on, luoinit.watchdog=0 in the target
+ * command line while the watchdog is armed: it cannot be disarmed short of
+ * a reset, and the new init would not feed it), -ENODEV (mode=luo without LUO),
  * -EPROTO (mode=luo across different or unknown live-update ABIs). */
 int preflight_check(const struct preflight *p, enum preflight_mode *ret_mode, char *reason,
 		    size_t reasonlen, char *err, size_t errlen);

@@ -15,6 +15,7 @@
 #include "pid1/event.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
+#include "pid1/watchdog.h"
 #include "update/handoff.h"
 #include "update/luo.h"
 #include "update/update.h"
@@ -255,6 +256,7 @@ static void spawn_all(struct resume *R)
 		struct rvm *x = &R->rv[R->n];
 		char e[256];
 		double t_retrieve = realtime_ms();
+		watchdog_feed(); /* each QEMU's start is a bounded wait */
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
 				"its state set aside", m->name);
@@ -294,6 +296,7 @@ static void greet_all(struct resume *R)
 		char e[256];
 		if (!x->ok)
 			continue;
+		watchdog_feed(); /* each handshake is a bounded wait */
 		if (vm_wait_qmp(x->vm, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
@@ -344,6 +347,7 @@ static void restore_all(struct resume *R)
 		int r = -EIO;
 		if (!x->ok)
 			continue;
+		watchdog_feed();
 		if (x->begun)
 			r = vm_restore_finish(x->vm, x->why, sizeof(x->why));
 		if (r < 0) /* the preserved RAM is worth one more QEMU */

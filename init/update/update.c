@@ -27,6 +27,7 @@
 #include "pid1/mounts.h"
 #include "pid1/statefs.h"
 #include "pid1/tsc.h"
+#include "pid1/watchdog.h"
 #include "update/fault.h"
 #include "pid1/event.h"
 #include "update/handoff.h"
@@ -224,7 +225,8 @@ static int step_check_target(const struct update_ctx *c, const struct target *t,
 	{
 		struct preflight pf = { .kernel = t->kernel, .initrd = t->initrd, .cmdline = t->cmdline,
 					.mode = t->mode, .luo_available = U.devfd >= 0,
-					.running = &running, .target = &target };
+					.running = &running, .target = &target,
+					.watchdog_timeout = watchdog_armed() ? watchdog_status()->timeout : 0 };
 		if ((r = preflight_check(&pf, &mode, why, sizeof(why), err, errlen)) < 0)
 			return r;
 	}
@@ -276,6 +278,7 @@ static int step_preserve_ram(const struct update_ctx *c, char *err, size_t errle
 		char sname[64];
 		if (vm_state(vm) != VM_RUNNING)
 			continue;
+		watchdog_feed(); /* pinning each VM's RAM takes a while */
 		p = &U.p[U.n++];
 		memset(p, 0, sizeof(*p));
 		p->vm = vm;
@@ -537,6 +540,9 @@ static int step_kexec(char *what, size_t len)
 
 	log_info("update: kexec now (generation %016" PRIx64 ", %zu VM(s), %s)", U.generation, U.n,
 		 U.luo ? "luo" : "full-ram");
+	/* The new kernel has the whole timeout to reach the watchdog's probe,
+	 * which reloads it (kernel.config: it stays locked and counting). */
+	watchdog_feed_now();
 	r = FAULT(KEXEC, NULL) ?: kexec_jump();
 	if (r >= 0)
 		r = -EIO;
@@ -613,6 +619,7 @@ int update_run_pending(const struct update_ctx *c, char *err, size_t errlen)
 	if (!U.pending)
 		return 0;
 	U.pending = false;
+	watchdog_feed(); /* the blackout does not run the loop */
 	if ((r = step_save_all(what, sizeof(what))) < 0 ||
 	    (r = step_quit_all()) < 0 ||
 	    (r = step_preserve_states(what, sizeof(what))) < 0 ||

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "pid1/loop.h"
+#include "pid1/watchdog.h"
 #include "vm/qmp.h"
 #include "vm/ram.h"
 
@@ -105,6 +106,7 @@ static int wait_migration(struct qmp *q, int timeout_ms, json_object **ret, char
 			return -ETIMEDOUT;
 		}
 		(void)poll(NULL, 0, 5);
+		watchdog_feed(); /* bounded: a full-RAM save or restore takes a while */
 	}
 }
 

@@ -16,6 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pid1/loop.h"
+#include "pid1/watchdog.h"
+
 #define SPAWN_HIGH_FD 32 /* fds are parked above this while being arranged */
 
 static int pidfd_open_(pid_t pid)
@@ -154,9 +157,19 @@ int spawn_wait(pid_t pid, int timeout_ms, int *ret_status)
 	pfd = pidfd_open_(pid);
 	if (pfd >= 0) {
 		struct pollfd pf = { .fd = pfd, .events = POLLIN };
-		do
-			r = poll(&pf, 1, timeout_ms);
-		while (r < 0 && errno == EINTR);
+		uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+		/* A second at a time, feeding the watchdog: the wait is bounded
+		 * (a poweroff may give the guests minutes). */
+		for (;;) {
+			uint64_t now = now_ms();
+			int step = now >= deadline ? 0 : deadline - now > 1000 ? 1000 : (int)(deadline - now);
+			r = poll(&pf, 1, timeout_ms < 0 ? -1 : step);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r != 0 || step == 0)
+				break;
+			watchdog_feed();
+		}
 		close(pfd);
 		if (r == 0)
 			return -ETIMEDOUT;

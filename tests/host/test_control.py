@@ -130,6 +130,30 @@ def test_update_fault_with_test_faults(supervisors):
     assert "fault" in d and "string" in d, d
 
 
+def test_watchdog_and_power_button_are_pid1s(supervisors):
+    """--host mode arms no watchdog and watches no power button (they are
+    the host's); status says so. x-hang, the watchdog's test switch, is
+    refused without --test-faults, and with it in --host mode (no watchdog
+    here to reset anything); a bad how= is named; the supervisor carries on."""
+    s = supervisors(config={"version": 1, "vms": []})
+    st = s.status()
+    w = st["watchdog"]
+    assert w["device"] is None and w["timeout"] is None and w["last_feed"] is None, w
+    assert w["feeds"] == 0 and w["reset_by_watchdog"] is False and w["error"] == "off in --host mode", w
+    assert st["power_button"] == [], st
+    d = err_of(s.request("x-hang", {}))["desc"]
+    assert d.startswith("x-hang:") and "luoinit.test_faults=1" in d, d
+    d = err_of(s.request("x-hang", {"how": "sideways"}))["desc"]
+    assert "how=sideways" in d and "pid1 or panic" in d, d
+    d = err_of(s.request("x-hang", {"when": "now"}))["desc"]
+    assert "unknown argument 'when'" in d, d
+    t = supervisors(config={"version": 1, "vms": []}, extra_args=["--test-faults"])
+    for how in ("pid1", "panic"):
+        d = err_of(t.request("x-hang", {"how": how}))["desc"]
+        assert "--host mode" in d, d
+    assert t.status()["pid1"] is False and s.proc.poll() is None and t.proc.poll() is None
+
+
 def boots_after(s, text):
     return helpers.boots(s.serial("vm0")[len(text):])
 

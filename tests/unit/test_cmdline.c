@@ -142,6 +142,32 @@ static void test_test_faults(void **state)
 	assert_int_equal(nwarned, 1);
 }
 
+/* luoinit.watchdog=SECONDS: 0 is off; a bad value warns and keeps the default. */
+static void test_watchdog(void **state)
+{
+	static const char *const bad[] = { "luoinit.watchdog", "luoinit.watchdog=", "luoinit.watchdog=-1",
+					   "luoinit.watchdog=10s", "luoinit.watchdog=65536",
+					   "luoinit.watchdog=99999999999999999999", "luoinit.watchdog= 5" };
+	struct cmdline c;
+
+	parse("console=ttyS0", &c);
+	assert_int_equal(c.watchdog, CMDLINE_WATCHDOG_DEFAULT);
+	parse("luoinit.watchdog=0", &c);
+	assert_int_equal(c.watchdog, 0);
+	parse("luoinit.watchdog=15 luoinit.watchdog=65535", &c);
+	assert_int_equal(c.watchdog, 65535);
+	assert_int_equal(nwarned, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		parse(bad[i], &c);
+		assert_int_equal(c.watchdog, CMDLINE_WATCHDOG_DEFAULT);
+		assert_int_equal(nwarned, 1);
+	}
+	/* The last good one wins; a later bad one does not undo it. */
+	parse("luoinit.watchdog=20 luoinit.watchdog=x", &c);
+	assert_int_equal(c.watchdog, 20);
+	assert_int_equal(nwarned, 1);
+}
+
 static void test_split(void **state)
 {
 	char **l = NULL;
@@ -193,6 +219,7 @@ int main(void)
 		cmocka_unit_test(test_warnings),
 		cmocka_unit_test(test_switches),
 		cmocka_unit_test(test_test_faults),
+		cmocka_unit_test(test_watchdog),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_read),
 	};

@@ -154,6 +154,36 @@ static void test_cmdline_switches_refused(void **state)
 	assert_int_equal(got, PREFLIGHT_FULL_RAM);
 }
 
+/* An armed watchdog cannot be disarmed (nowayout): a target that would not
+ * feed it is refused in every mode; one that keeps it, or changes its
+ * timeout, goes ahead; nothing is asked when none is armed. */
+static void test_watchdog_off_refused(void **state)
+{
+	struct kabi a = kabi_of("kho=kho-v4 luo=luo-v5 memfd=memfd-v2");
+	struct preflight p = { .kernel = "/k", .initrd = "/i", .luo_available = true, .running = &a, .target = &a };
+	enum preflight_mode got;
+	char reason[512], err[512];
+
+	(void)state;
+	for (int m = PREFLIGHT_AUTO; m <= PREFLIGHT_FULL_RAM; m++) {
+		p.mode = (enum preflight_mode)m;
+		p.watchdog_timeout = 60;
+		p.cmdline = GOOD " luoinit.watchdog=0";
+		assert_int_equal(preflight_check(&p, &got, reason, sizeof(reason), err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "luoinit.watchdog=0, but the watchdog is armed (60 s)"));
+		/* The last one counts, as for the new init; a bad one is ignored. */
+		p.cmdline = GOOD " luoinit.watchdog=0 luoinit.watchdog=30";
+		assert_int_equal(preflight_check(&p, &got, reason, sizeof(reason), err, sizeof(err)), 0);
+		p.cmdline = GOOD " luoinit.watchdog=0 luoinit.watchdog=soon";
+		assert_int_equal(preflight_check(&p, &got, reason, sizeof(reason), err, sizeof(err)), -EINVAL);
+		p.cmdline = GOOD; /* the default arms it */
+		assert_int_equal(preflight_check(&p, &got, reason, sizeof(reason), err, sizeof(err)), 0);
+		p.watchdog_timeout = 0;
+		p.cmdline = GOOD " luoinit.watchdog=0";
+		assert_int_equal(preflight_check(&p, &got, reason, sizeof(reason), err, sizeof(err)), 0);
+	}
+}
+
 static void test_abi(void **state)
 {
 	struct kabi a = kabi_of("kho=kho-v4 luo=luo-v5 memfd=memfd-v2");
@@ -238,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_no_initramfs),
 		cmocka_unit_test(test_luo_chosen),
 		cmocka_unit_test(test_cmdline_switches_refused),
+		cmocka_unit_test(test_watchdog_off_refused),
 		cmocka_unit_test(test_abi),
 		cmocka_unit_test(test_no_luo_now),
 		cmocka_unit_test(test_mode_names),
