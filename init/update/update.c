@@ -479,7 +479,7 @@ static int manifest_vm(const struct pvm *p, struct handoff_vm *m, char *what, si
 	m->ram_transferred = p->cs.ram_total;
 	m->stopped_at = p->cs.stopped_at;
 	m->save_ms = p->cs.done_at - p->cs.stopped_at;
-	return handoff_vm_save_machine(m, conf, what, len);
+	return handoff_vm_save_machine(m, vm_conf_as_configured(p->vm), what, len);
 }
 
 static int step_write_manifest(const struct update_ctx *c, char *what, size_t len)

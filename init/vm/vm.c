@@ -85,6 +85,7 @@ void vm_free(struct vm *vm)
 	vm_set_ram(vm, -1);
 	vm_log_close(vm);
 	vmconf_free(vm->saved);
+	vmconf_free(vm->saved_conf);
 	vmconf_strv_free(vm->config_pending);
 	free(vm->ring);
 	free(vm);
@@ -104,6 +105,20 @@ int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmcon
 	if (n < 0) {
 		vmconf_free(saved);
 		return n;
+	}
+	{
+		/* Kept for the next update's manifest, which records the config. */
+		struct json_object *j = vmconf_vm_to_json(as_configured);
+		struct vmconf *copy = NULL;
+		if (!j || vmconf_vm_from_json(j, &copy, NULL) < 0) {
+			json_object_put(j);
+			vmconf_strv_free(pending);
+			vmconf_free(saved);
+			return -ENOMEM;
+		}
+		json_object_put(j);
+		vmconf_free(vm->saved_conf);
+		vm->saved_conf = copy;
 	}
 	vmconf_free(vm->saved);
 	vmconf_strv_free(vm->config_pending);
@@ -140,9 +155,15 @@ static void drop_saved_machine(struct vm *vm)
 		vm->ram_backing = vm->base_conf->ram_backing;
 	vm->sandbox = -1;
 	vmconf_free(vm->saved);
+	vmconf_free(vm->saved_conf);
 	vmconf_strv_free(vm->config_pending);
-	vm->saved = NULL;
+	vm->saved = vm->saved_conf = NULL;
 	vm->config_pending = NULL;
+}
+
+const struct vmconf_vm *vm_conf_as_configured(const struct vm *vm)
+{
+	return vm->saved_conf ? &vm->saved_conf->vms[0] : vm->base_conf;
 }
 
 struct vm *vm_find(struct vm *const *vms, size_t n, const char *name)

@@ -87,6 +87,10 @@ int vm_resolve_names(struct vm *vm, char *machine, size_t mlen, char *cpu, size_
  * from as_configured, the saved VM's config before its names were resolved
  * (config_pending). -EINVAL when saved is not this VM's. */
 int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmconf_vm *as_configured);
+/* The config the VM's QEMU was started from, aliases unresolved: the
+ * saved machine's after a restore (until the next cold start), else the
+ * configuration's. What an update's manifest records. */
+const struct vmconf_vm *vm_conf_as_configured(const struct vm *vm);
 /* Why the VM is not what it was (status.vms[].last_error). */
 void vm_set_error(struct vm *vm, const char *msg);
 

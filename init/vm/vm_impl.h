@@ -17,6 +17,7 @@ struct vm {
 	const struct vmconf_vm *conf;   /* what QEMU runs with: base_conf, or the saved machine */
 	const struct vmconf_vm *base_conf; /* the configuration's (borrowed) */
 	struct vmconf *saved;       /* the machine a restored guest was saved on, until its next cold start */
+	struct vmconf *saved_conf;  /* and that machine's config before its names were resolved */
 	char **config_pending;      /* where base_conf differs from it (JSON paths), NULL-terminated */
 	const struct vm_host *host;
 	enum vm_state state;        /* written by vm_set_state (lifecycle.c) only */
