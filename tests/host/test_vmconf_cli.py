@@ -35,7 +35,7 @@ def write(tmp_path, name, obj):
 
 # ---- check ----
 
-@pytest.mark.parametrize("name", ["full.json", "minimal.json", "empty-vms.json", "tiny-tcg.json"])
+@pytest.mark.parametrize("name", ["full.json", "minimal.json", "empty-vms.json", "tiny-tcg.json", "net.json"])
 def test_check_valid(name):
     p = run("check", data(name))
     assert p.returncode == 0, p.stderr
@@ -54,7 +54,7 @@ def test_check_collects_every_error():
         f"{f}: vms[0].vcpus: expected an integer from 1 to 256, got 0",
         f"{f}: vms[0].foo: expected no such key (known: name, memory_mib, vcpus, machine, cpu, "
         "accel, kernel, initrd, cmdline, disks, serial, restart, ram_backing, qemu, qemu_args, "
-        "user), got 1",
+        "user, nics), got 1",
         f'{f}: vms[1].name: expected a name not used by another VM, got "vm0"',
         f'{f}: vms[1].accel: expected "kvm", "tcg" or "auto", got "hvf"',
         f'{f}: vms[1].disks[0].path: expected an absolute path of at most 4095 bytes, got "relative.img"',
