@@ -10,6 +10,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "net/net.h"
+
 static json_object *strv_json(char **v)
 {
 	json_object *a = json_object_new_array();
@@ -122,6 +124,7 @@ json_object *sup_status(const struct sup *s)
 			       s->update_error[0] ? json_object_new_string(s->update_error) : NULL);
 	json_object_object_add(o, "sandbox", json_object_new_boolean(s->host.sandbox));
 	json_object_object_add(o, "fdset_probe", s->fdset_probe < 0 ? NULL : json_object_new_boolean(s->fdset_probe == 1));
+	json_object_object_add(o, "network", net_status_json());
 	for (size_t i = 0; i < s->n_vms; i++)
 		json_object_array_add(vms, vm_status_json(s->vms[i]));
 	json_object_object_add(o, "vms", vms);
