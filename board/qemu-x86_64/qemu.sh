@@ -8,6 +8,7 @@
 #   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
 #   --luoinit BIN  --qemu BIN  --timeout S
+#   --net-port P  --net-peer-port Q  --net-ports FILE   (the uplink, below)
 # Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
 # Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
@@ -22,6 +23,7 @@ dir=$top/build/qemu-x86_64
 kernel="" initrd="" state="" sock="" console="" pidfile="" accel=""
 cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
 qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90 cpu=max
+net_port=10100 net_peer_port=10101 net_ports=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) dir=$2 ;;
@@ -38,6 +40,9 @@ while [ $# -gt 0 ]; do
 	--qemu) qemu=$2 ;;
 	--timeout) timeout_s=$2 ;;
 	--cpu) cpu=$2 ;;
+	--net-port) net_port=$2 ;;
+	--net-peer-port) net_peer_port=$2 ;;
+	--net-ports) net_ports=$2 ;;
 	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -89,8 +94,21 @@ set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
 	-chardev "socket,id=mgmt,path=$sock,server=on,wait=off" \
 	-device virtserialport,bus=vser0.0,chardev=mgmt,name=luoinit.mgmt
 
+# --- networking (issue 13): the appliance's uplink NIC, eth0 inside ---
+# Each frame it sends goes as one UDP datagram to 127.0.0.1:$net_peer_port;
+# datagrams to 127.0.0.1:$net_port come in as frames (tests/netwatch.py is
+# the other end). The ports are written to --net-ports for tools to find.
+case "$net_port$net_peer_port" in *[!0-9]*|"") echo "qemu.sh: bad net ports" >&2; exit 2 ;; esac
+set -- "$@" -netdev "dgram,id=uplink,local.type=inet,local.host=127.0.0.1,local.port=$net_port,remote.type=inet,remote.host=127.0.0.1,remote.port=$net_peer_port" \
+	-device virtio-net-pci,netdev=uplink
+write_net_ports() {
+	printf 'BOARD_NET_PORT=%s\nBOARD_NET_PEER_PORT=%s\n' "$net_port" "$net_peer_port" > "${net_ports:-$dir/net-ports}"
+}
+# --- end of networking ---
+
 case "$mode" in
 run)
+	write_net_ports
 	exec "$qemu" "$@" -serial mon:stdio ;;
 start)
 	if running; then
@@ -99,6 +117,7 @@ start)
 	fi
 	rm -f "$sock" "$pidfile"
 	: > "$console"
+	write_net_ports
 	"$qemu" "$@" -serial "file:$console" -daemonize -pidfile "$pidfile"
 	echo "qemu.sh: started ($accel), pid $(cat "$pidfile"), console $console, socket $sock" ;;
 *)
