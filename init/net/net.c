@@ -152,7 +152,7 @@ int net_nic_up(struct net_nic *x, const char *vm, size_t index, const char *brid
 		snprintf(x->error, sizeof(x->error), "bridge %s: %s: tap %s is not attached", bridge,
 			 br == -ENODEV ? "no such interface" : strerror(-br), x->tap);
 		(void)link_set(fd, idx, 0, e, sizeof(e));
-	} else if ((r = link_set(fd, idx, br, e, sizeof(e))) < 0) {
+	} else if (link_set(fd, idx, br, e, sizeof(e)) < 0) {
 		snprintf(x->error, sizeof(x->error), "cannot put tap %s on bridge %s: %s", x->tap, bridge, e);
 	} else {
 		snprintf(x->bridge, sizeof(x->bridge), "%s", bridge);
