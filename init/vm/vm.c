@@ -448,11 +448,11 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	fds[1] = ss[1];
 	fds[2] = vm->ram_fd;
 	for (size_t i = 0; i < c->n_nics; i++) {
-		an[i].tap_fd = (int)nfds + 3;
+		an[i].tap_fd = VM_FD_NICS + (int)nfds - 3;
 		fds[nfds++] = vm->nics[i].fd;
 		an[i].vhost_fd = -1;
 		if (vfd[i] >= 0) {
-			an[i].vhost_fd = (int)nfds + 3;
+			an[i].vhost_fd = VM_FD_NICS + (int)nfds - 3;
 			fds[nfds++] = vfd[i];
 		}
 	}

@@ -170,6 +170,20 @@ def test_argv_options_and_auto():
     assert "-add-fd" not in out
 
 
+def test_argv_nics():
+    """NIC fds follow the RAM's, in order, as luoinit lays them: under TCG a
+    tap each; under KVM with /dev/vhost-net also a vhost-net fd each."""
+    p = run("argv", "--accel", "tcg", data("net.json"), "vm0")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-8:] == [
+        "-netdev", "tap,id=net0,fd=6", "-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0",
+        "-netdev", "tap,id=net1,fd=7", "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:ab:cd:ef,bus=pcie.0"]
+    p = run("argv", "--accel", "kvm", data("net.json"), "vm1")
+    out = p.stdout.splitlines()
+    tap = "tap,id=net0,fd=6,vhost=on,vhostfd=7" if os.path.exists("/dev/vhost-net") else "tap,id=net0,fd=6"
+    assert out[-4:-2] == ["-netdev", tap] and out[-1].endswith(",bus=pci.0"), out
+
+
 def test_argv_escapes_and_extras(tmp_path):
     f = write(tmp_path, "c.json", {"version": 1, "vms": [{
         "name": "x", "memory_mib": 64, "vcpus": 1, "accel": "tcg", "cmdline": "a, b",
