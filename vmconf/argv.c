@@ -194,7 +194,10 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 		else
 			argv_addf(&a, "tap,id=net%zu,fd=%d", i, o->nics[i].tap_fd);
 		argv_add(&a, "-device");
-		argv_addf(&a, "%s,netdev=net%zu,mac=%s%s%s", n->model, i, n->mac, bus ? ",bus=" : "", bus ? bus : "");
+		/* romfile= (none): no PXE option ROM, which the appliance's QEMU
+		 * does not ship and guests that boot from -kernel or a disk never use. */
+		argv_addf(&a, "%s,netdev=net%zu,mac=%s%s%s%s", n->model, i, n->mac, bus ? ",bus=" : "", bus ? bus : "",
+			  bus ? ",romfile=" : "");
 	}
 	if (o->sandbox) {
 		argv_add(&a, "-sandbox");

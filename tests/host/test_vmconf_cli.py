@@ -176,12 +176,12 @@ def test_argv_nics():
     p = run("argv", "--accel", "tcg", data("net.json"), "vm0")
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[-8:] == [
-        "-netdev", "tap,id=net0,fd=6", "-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0",
-        "-netdev", "tap,id=net1,fd=7", "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:ab:cd:ef,bus=pcie.0"]
+        "-netdev", "tap,id=net0,fd=6", "-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0,romfile=",
+        "-netdev", "tap,id=net1,fd=7", "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:ab:cd:ef,bus=pcie.0,romfile="]
     p = run("argv", "--accel", "kvm", data("net.json"), "vm1")
     out = p.stdout.splitlines()
     tap = "tap,id=net0,fd=6,vhost=on,vhostfd=7" if os.path.exists("/dev/vhost-net") else "tap,id=net0,fd=6"
-    assert out[-4:-2] == ["-netdev", tap] and out[-1].endswith(",bus=pci.0"), out
+    assert out[-4:-2] == ["-netdev", tap] and out[-1].endswith(",bus=pci.0,romfile="), out
 
 
 def test_argv_escapes_and_extras(tmp_path):

@@ -295,9 +295,9 @@ static void test_argv_nics(void **state)
 	expect_argv_tail(argv, (const char *const[]){
 		"-drive", "file=/d.img,format=raw,if=virtio,id=disk0",
 		"-netdev", "tap,id=net0,fd=6,vhost=on,vhostfd=7",
-		"-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0",
+		"-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0,romfile=",
 		"-netdev", "tap,id=net1,fd=8",
-		"-device", "e1000,netdev=net1,mac=52:54:00:00:00:01,bus=pcie.0",
+		"-device", "e1000,netdev=net1,mac=52:54:00:00:00:01,bus=pcie.0,romfile=",
 		"-incoming", "defer", NULL });
 	vmconf_argv_free(argv);
 
@@ -307,7 +307,7 @@ static void test_argv_nics(void **state)
 	o.n_nics = 1;
 	o.incoming_defer = false;
 	assert_int_equal(vmconf_build_argv(&c->vms[1], &o, &argv), 0);
-	snprintf(dev, sizeof(dev), "virtio-net-pci,netdev=net0,mac=%s,bus=pci.0", mac1);
+	snprintf(dev, sizeof(dev), "virtio-net-pci,netdev=net0,mac=%s,bus=pci.0,romfile=", mac1);
 	expect_argv_tail(argv, (const char *const[]){ "-netdev", "tap,id=net0,fd=6", "-device", dev, NULL });
 	vmconf_argv_free(argv);
 	assert_int_equal(vmconf_build_argv(&c->vms[2], &o, &argv), 0);
