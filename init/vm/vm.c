@@ -352,10 +352,10 @@ static void on_start_timeout(int fd, uint32_t events, void *data)
 
 /* The host side of the VM's NICs for this QEMU: each tap (kept from the
  * last QEMU, created the first time, put on its bridge) and, under KVM, a
- * fresh vhost-net device. Under TCG QEMU 10.0 would take vhost=on (it
- * emulates ioeventfds in its own thread), but the kernel's datapath then
- * only adds a thread hop to a guest whose every notification already goes
- * through QEMU: vhost only where KVM's ioeventfd/irqfd make it pay. */
+ * fresh vhost-net device. QEMU 10.0 runs vhost=on under TCG too (it
+ * emulates the ioeventfds and injects the interrupts itself; tried on the
+ * board), but there every kick and interrupt passes through QEMU anyway:
+ * vhost only where KVM's ioeventfd/irqfd let the guest bypass QEMU. */
 static int nics_up(struct vm *vm, const struct vmconf_vm *c, int *vfd, char *err, size_t errlen)
 {
 	bool want_vhost = vm->accel == VMCONF_ACCEL_KVM;
