@@ -18,9 +18,13 @@
 
 #include <cmocka.h>
 
+#include <json-c/json.h>
+
 #include "net/link.h"
+#include "net/net.h"
 #include "net/nl.h"
 #include "net/tap.h"
+#include "vmconf.h"
 
 static uint32_t u32_at(const unsigned char *p)
 {
@@ -296,6 +300,78 @@ static void test_links_in_netns(void **state)
 	close(nl);
 }
 
+/* The ifindex of name's master, 0 for none (RTM_GETLINK through nl.c). */
+static int master_of(const char *name)
+{
+	struct nl_msg m;
+	struct nl_reply r;
+	int nl = nl_open(), rc;
+
+	assert_true(nl >= 0);
+	nl_msg_link(&m, RTM_GETLINK, 0, 0, 0, 0, 0);
+	nl_put_str(&m, IFLA_IFNAME, name);
+	rc = nl_talk(nl, &m, &r);
+	close(nl);
+	assert_int_equal(rc, 0);
+	assert_true(r.link);
+	assert_true(r.ifflags & IFF_UP);
+	return r.master;
+}
+
+/* net.c: bridges from a configuration, a NIC's tap moved between bridges
+ * (a cold start on a changed configuration) and left alone without one. */
+static void test_net_layer_in_netns(void **state)
+{
+	(void)state;
+	static const char conf_json[] = "{\"version\": 1, \"vms\": [], \"network\": {\"bridges\": ["
+		"{\"name\": \"br0\", \"uplink\": null}, {\"name\": \"br1\", \"uplink\": \"nosuch0\"}]}}";
+	struct vmconf *c = NULL;
+	struct net_nic x;
+	char err[256];
+	json_object *st, *bridges, *b1, *e;
+	int fd;
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		print_message("unshare(CLONE_NEWNET): %s: skipped\n", strerror(errno));
+		skip();
+	}
+	assert_null(net_status_json()); /* nothing set up yet */
+	assert_int_equal(vmconf_parse_buffer(conf_json, strlen(conf_json), &c, NULL), 0);
+	assert_int_equal(net_setup(c), 1); /* br1's uplink */
+	st = net_status_json();
+	assert_true(json_object_object_get_ex(st, "bridges", &bridges));
+	assert_int_equal(json_object_array_length(bridges), 2);
+	b1 = json_object_array_get_idx(bridges, 1);
+	assert_true(json_object_object_get_ex(b1, "error", &e));
+	assert_string_equal(json_object_get_string(e), "uplink nosuch0 of bridge br1: no such interface");
+	json_object_put(st);
+	assert_true(master_of("br1") == 0); /* up anyway */
+
+	net_nic_init(&x);
+	assert_int_equal(net_nic_up(&x, "vm0", 0, "br0", err, sizeof(err)), 0);
+	assert_string_equal(x.tap, "lu-vm0-0");
+	assert_string_equal(x.bridge, "br0");
+	assert_string_equal(x.error, "");
+	assert_int_equal(master_of("lu-vm0-0"), (int)if_nametoindex("br0"));
+	fd = x.fd;
+	/* The same bridge again: nothing to do, the same tap. */
+	assert_int_equal(net_nic_up(&x, "vm0", 0, "br0", err, sizeof(err)), 0);
+	assert_int_equal(x.fd, fd);
+	/* Another bridge: the tap moves. */
+	assert_int_equal(net_nic_up(&x, "vm0", 0, "br1", err, sizeof(err)), 0);
+	assert_int_equal(x.fd, fd);
+	assert_int_equal(master_of("lu-vm0-0"), (int)if_nametoindex("br1"));
+	/* A bridge that is not there: the tap stays, up and alone. */
+	assert_int_equal(net_nic_up(&x, "vm0", 0, "br9", err, sizeof(err)), 0);
+	assert_string_equal(x.error, "bridge br9: no such interface: tap lu-vm0-0 is not attached");
+	assert_string_equal(x.bridge, "");
+	assert_int_equal(master_of("lu-vm0-0"), 0);
+	/* Closed: the tap is gone with its last fd. */
+	net_nic_close(&x);
+	assert_int_equal(if_nametoindex("lu-vm0-0"), 0);
+	vmconf_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_parse_malformed),
 		cmocka_unit_test(test_tap_name),
 		cmocka_unit_test(test_links_in_netns),
+		cmocka_unit_test(test_net_layer_in_netns),
 	};
 	return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
