@@ -86,7 +86,26 @@ static int argv_check_opts(const struct vmconf_vm *vm, const struct vmconf_argv_
 		return -EINVAL;
 	if (o->ram_backing == VMCONF_RAM_FDSET && o->ram_fdset < 0)
 		return -EINVAL;
+	if (o->n_nics != vm->n_nics || (o->n_nics && !o->nics))
+		return -EINVAL;
+	for (size_t i = 0; i < o->n_nics; i++)
+		if (o->nics[i].tap_fd < 3 || (o->nics[i].vhost_fd >= 0 && o->nics[i].vhost_fd < 3) ||
+		    !vm->nics[i].model || !vm->nics[i].mac[0])
+			return -EINVAL;
 	return 0;
+}
+
+/* The PCI root bus by machine type: the heartbeat guest (legacy virtio)
+ * scans bus 0 only. NULL for machines we do not know: QEMU then picks. */
+static const char *root_bus(const char *machine)
+{
+	size_t n = strcspn(machine, ",");
+
+	if ((n == 3 && strncmp(machine, "q35", 3) == 0) || strncmp(machine, "pc-q35-", 7) == 0)
+		return "pcie.0";
+	if ((n == 2 && strncmp(machine, "pc", 2) == 0) || strncmp(machine, "pc-i440fx-", 10) == 0)
+		return "pci.0";
+	return NULL;
 }
 
 int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts *o, char ***ret)
@@ -162,6 +181,23 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 		argv_addf(&a, "file=%s,format=%s,if=virtio,id=disk%zu%s", path,
 			  d->format ? d->format : "raw", i, d->readonly ? ",readonly=on" : "");
 		free(path);
+	}
+	/* After the disks, always in the same order: the PCI slots a saved
+	 * guest knows stay the same on the QEMU that restores it. */
+	for (size_t i = 0; i < vm->n_nics; i++) {
+		const struct vmconf_nic *n = &vm->nics[i];
+		const char *bus = root_bus(vm->machine);
+		argv_add(&a, "-netdev");
+		if (o->nics[i].vhost_fd >= 0)
+			argv_addf(&a, "tap,id=net%zu,fd=%d,vhost=on,vhostfd=%d", i, o->nics[i].tap_fd,
+				  o->nics[i].vhost_fd);
+		else
+			argv_addf(&a, "tap,id=net%zu,fd=%d", i, o->nics[i].tap_fd);
+		argv_add(&a, "-device");
+		/* romfile= (none): no PXE option ROM, which the appliance's QEMU
+		 * does not ship and guests that boot from -kernel or a disk never use. */
+		argv_addf(&a, "%s,netdev=net%zu,mac=%s%s%s%s", n->model, i, n->mac, bus ? ",bus=" : "", bus ? bus : "",
+			  bus ? ",romfile=" : "");
 	}
 	if (o->sandbox) {
 		argv_add(&a, "-sandbox");

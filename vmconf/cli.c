@@ -6,6 +6,7 @@
  * Exit codes: 0 ok, 1 invalid config (or no such VM), 2 usage. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #define CLI_SERIAL_FD 4
 #define CLI_RAM_FD    5
 #define CLI_FDSET     1
+#define CLI_NIC_FD    6 /* then each NIC's tap, and its vhost-net when it has one */
 
 static const char usage[] =
 	"usage: vmconf check FILE\n"
@@ -145,6 +147,21 @@ static int cli_argv(int argc, char **argv)
 		.qmp_fd = CLI_QMP_FD,
 		.serial_fd = CLI_SERIAL_FD,
 	};
+	/* As luoinit does: vhost-net only under KVM, where the device opens. */
+	struct vmconf_argv_nic nics[VMCONF_MAX_NICS];
+	bool vhost = false;
+	if (o.accel == VMCONF_ACCEL_KVM && vm->n_nics) {
+		int fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+		vhost = fd >= 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	for (size_t k = 0, fd = CLI_NIC_FD; k < vm->n_nics; k++) {
+		nics[k].tap_fd = (int)fd++;
+		nics[k].vhost_fd = vhost ? (int)fd++ : -1;
+	}
+	o.nics = nics;
+	o.n_nics = vm->n_nics;
 	char **av = NULL;
 	int r = vmconf_build_argv(vm, &o, &av);
 	if (r < 0) {

@@ -47,6 +47,17 @@ json_object *vmconf_vm_to_json(const struct vmconf_vm *vm)
 		json_object_array_add(args, json_object_new_string(vm->qemu_args[i]));
 	json_object_object_add(o, "qemu_args", args);
 	json_object_object_add(o, "user", str_or_null(vm->user));
+	/* Written with every MAC, derived ones too: the saved machine keeps the
+	 * guest's MACs whatever derivation a later init would use. */
+	json_object *nics = json_object_new_array();
+	for (size_t i = 0; nics && i < vm->n_nics; i++) {
+		json_object *n = json_object_new_object();
+		json_object_object_add(n, "bridge", json_object_new_string(vm->nics[i].bridge));
+		json_object_object_add(n, "mac", json_object_new_string(vm->nics[i].mac));
+		json_object_object_add(n, "model", json_object_new_string(vm->nics[i].model));
+		json_object_array_add(nics, n);
+	}
+	json_object_object_add(o, "nics", nics);
 	return o;
 }
 
@@ -66,6 +77,34 @@ int vmconf_vm_from_json(const json_object *o, struct vmconf **ret, struct vmconf
 	/* get() because the document's put() drops a reference of its own. */
 	json_object_array_add(vms, json_object_get((json_object *)o));
 	json_object_object_add(doc, "vms", vms);
+	/* The bridges its NICs name, so that the validator knows them; which
+	 * bridges exist is the host's business, not the saved machine's. */
+	{
+		json_object *nics, *bridges = json_object_new_array(), *nw = json_object_new_object();
+		size_t n = json_object_object_get_ex(o, "nics", &nics) && json_object_is_type(nics, json_type_array)
+				   ? json_object_array_length(nics) : 0;
+		for (size_t i = 0; bridges && i < n; i++) {
+			json_object *b, *nic = json_object_array_get_idx(nics, i);
+			if (!json_object_is_type(nic, json_type_object) || !json_object_object_get_ex(nic, "bridge", &b) ||
+			    !json_object_is_type(b, json_type_string))
+				continue;
+			bool seen = false;
+			for (size_t j = 0; j < i && !seen; j++) {
+				json_object *bj;
+				seen = json_object_object_get_ex(json_object_array_get_idx(nics, j), "bridge", &bj) &&
+				       json_object_is_type(bj, json_type_string) &&
+				       strcmp(json_object_get_string(bj), json_object_get_string(b)) == 0;
+			}
+			if (seen)
+				continue;
+			json_object *e = json_object_new_object();
+			json_object_object_add(e, "name", json_object_get(b));
+			json_object_object_add(e, "uplink", NULL);
+			json_object_array_add(bridges, e);
+		}
+		json_object_object_add(nw, "bridges", bridges);
+		json_object_object_add(doc, "network", nw);
+	}
 	text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN);
 	r = text ? vmconf_parse_buffer(text, strlen(text), ret, errs) : -ENOMEM;
 	json_object_put(doc);
@@ -155,6 +194,27 @@ int vmconf_vm_diff(const struct vmconf_vm *a, const struct vmconf_vm *b, char **
 			}
 	}
 	if (!str_eq(a->user, b->user)) diff_add(&d, "user");
+	for (size_t i = 0; i < a->n_nics || i < b->n_nics; i++) {
+		const struct vmconf_nic *x = i < a->n_nics ? &a->nics[i] : NULL;
+		const struct vmconf_nic *y = i < b->n_nics ? &b->nics[i] : NULL;
+		if (!x || !y) {
+			snprintf(path, sizeof(path), "nics[%zu]", i);
+			diff_add(&d, path);
+			continue;
+		}
+		if (!str_eq(x->bridge, y->bridge)) {
+			snprintf(path, sizeof(path), "nics[%zu].bridge", i);
+			diff_add(&d, path);
+		}
+		if (strcmp(x->mac, y->mac) != 0) {
+			snprintf(path, sizeof(path), "nics[%zu].mac", i);
+			diff_add(&d, path);
+		}
+		if (!str_eq(x->model, y->model)) {
+			snprintf(path, sizeof(path), "nics[%zu].model", i);
+			diff_add(&d, path);
+		}
+	}
 	if (d.oom) {
 		vmconf_strv_free(d.v);
 		return -ENOMEM;

@@ -22,14 +22,21 @@
 #define EXP_TOKEN    "a string of 1 to 64 printable characters without spaces"
 #define EXP_SERIAL   EXP_PATH ", \"log\" or null"
 #define EXP_NO_NUL   "a string without NUL bytes"
+#define EXP_IFNAME   "an interface name of 1 to " STR(VMCONF_IFNAME_MAX) " bytes without \"/\", \":\" " \
+                     "or whitespace, other than \".\" and \"..\""
+#define EXP_MAC      "a MAC address of six hex bytes separated by \":\" (52:54:00:12:34:56)"
+#define EXP_MODEL    "a QEMU device name of 1 to 64 characters from a-z, 0-9, \"-\" and \"_\""
 
-static const char *const root_keys[] = { "version", "vms", "update", NULL };
+static const char *const root_keys[] = { "version", "vms", "update", "network", NULL };
 static const char *const vm_keys[] = {
 	"name", "memory_mib", "vcpus", "machine", "cpu", "accel", "kernel", "initrd",
 	"cmdline", "disks", "serial", "restart", "ram_backing", "qemu", "qemu_args",
-	"user", NULL
+	"user", "nics", NULL
 };
 static const char *const disk_keys[] = { "path", "format", "readonly", NULL };
+static const char *const nic_keys[] = { "bridge", "mac", "model", NULL };
+static const char *const network_keys[] = { "bridges", NULL };
+static const char *const bridge_keys[] = { "name", "uplink", NULL };
 static const char *const update_keys[] = { "kernel", "initrd", "cmdline", NULL };
 
 static const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
@@ -87,6 +94,49 @@ static bool is_user_name(const char *s, size_t len)
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if (!is_name_char(s[i]))
+			return false;
+	return true;
+}
+
+/* What the kernel takes as a network interface name (dev_valid_name). */
+static bool is_ifname(const char *s, size_t len)
+{
+	if (len < 1 || len > VMCONF_IFNAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '/' || s[i] == ':' || s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r'))
+			return false;
+	return true;
+}
+
+static bool is_model(const char *s, size_t len)
+{
+	if (len < 1 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_name_char(s[i]))
+			return false;
+	return true;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* xx:xx:xx:xx:xx:xx in either case. */
+static bool is_mac(const char *s, size_t len)
+{
+	if (len != VMCONF_MAC_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (i % 3 == 2 ? s[i] != ':' : hexval(s[i]) < 0)
 			return false;
 	return true;
 }
@@ -297,6 +347,68 @@ static void vc_disks(struct vc *c, struct json_object *o, struct vmconf_vm *vm)
 	vc_leave(c, &f);
 }
 
+static void vc_nic(struct vc *c, struct json_object *o, struct vmconf_nic *n)
+{
+	char *mac = NULL;
+
+	if (vc_dup(c, &n->model, "virtio-net-pci") < 0)
+		return;
+	if (!json_object_is_type(o, json_type_object)) {
+		vc_error_value(c, "an object", o);
+		return;
+	}
+	struct field f = vc_enter(c, o, "bridge");
+	vc_string(c, &f, true, false, is_ifname, EXP_IFNAME, &n->bridge);
+	vc_leave(c, &f);
+
+	/* Absent or null: derived from the VM's name once the VM is read. */
+	f = vc_enter(c, o, "mac");
+	vc_string(c, &f, false, true, is_mac, EXP_MAC, &mac);
+	if (mac) {
+		for (size_t i = 0; mac[i]; i++)
+			n->mac[i] = (char)(mac[i] >= 'A' && mac[i] <= 'F' ? mac[i] - 'A' + 'a' : mac[i]);
+		if (hexval(mac[1]) & 1) {
+			vc_error(c, "a unicast MAC address (the first byte even)", "\"%s\"", mac);
+			n->mac[0] = 0;
+		} else if (strcmp(n->mac, "00:00:00:00:00:00") == 0) {
+			vc_error(c, "a MAC address other than 00:00:00:00:00:00", "\"%s\"", mac);
+			n->mac[0] = 0;
+		}
+	} else if (!f.present || !f.v) {
+		n->mac_derived = true;
+	}
+	free(mac);
+	vc_leave(c, &f);
+
+	f = vc_enter(c, o, "model");
+	vc_string(c, &f, false, false, is_model, EXP_MODEL, &n->model);
+	vc_leave(c, &f);
+	vc_unknown_keys(c, o, nic_keys);
+}
+
+static void vc_nics(struct vc *c, struct json_object *o, struct vmconf_vm *vm)
+{
+	struct field f = vc_enter(c, o, "nics");
+	size_t n;
+	struct json_object *a = vc_array(c, &f, VMCONF_MAX_NICS, "an array of at most "
+					 STR(VMCONF_MAX_NICS) " NICs", "NICs", &n);
+
+	if (a && n) {
+		vm->nics = calloc(n, sizeof(*vm->nics));
+		if (!vm->nics) {
+			c->oom = true;
+			n = 0;
+		}
+		vm->n_nics = n;
+		for (size_t i = 0; i < n; i++) {
+			size_t mark = vc_push_index(c, i);
+			vc_nic(c, json_object_array_get_idx(a, i), &vm->nics[i]);
+			vc_pop(c, mark);
+		}
+	}
+	vc_leave(c, &f);
+}
+
 static void vc_qemu_args(struct vc *c, struct json_object *o, struct vmconf_vm *vm)
 {
 	struct field f = vc_enter(c, o, "qemu_args");
@@ -415,6 +527,10 @@ static void vc_vm(struct vc *c, struct json_object *o, struct vmconf *conf, size
 
 	vc_disks(c, o, vm);
 	vc_qemu_args(c, o, vm);
+	vc_nics(c, o, vm);
+	for (size_t k = 0; vm->name[0] && k < vm->n_nics; k++)
+		if (vm->nics[k].mac_derived)
+			vmconf_mac_derive(vm->name, k, vm->nics[k].mac);
 	vc_unknown_keys(c, o, vm_keys);
 }
 
@@ -462,6 +578,125 @@ static void vc_update(struct vc *c, struct json_object *root, struct vmconf *con
 	vc_leave(c, &u);
 }
 
+static void vc_bridge(struct vc *c, struct json_object *o, struct vmconf *conf, size_t i)
+{
+	struct vmconf_bridge *b = &conf->bridges[i];
+	char *name = NULL;
+
+	if (!json_object_is_type(o, json_type_object)) {
+		vc_error_value(c, "an object", o);
+		return;
+	}
+	struct field f = vc_enter(c, o, "name");
+	vc_string(c, &f, true, false, is_ifname, EXP_IFNAME, &name);
+	if (name)
+		snprintf(b->name, sizeof(b->name), "%s", name);
+	free(name);
+	for (size_t j = 0; b->name[0] && j < i; j++)
+		if (strcmp(conf->bridges[j].name, b->name) == 0) {
+			vc_error(c, "a name not used by another bridge", "\"%s\"", b->name);
+			break;
+		}
+	vc_leave(c, &f);
+
+	f = vc_enter(c, o, "uplink");
+	vc_string(c, &f, false, true, is_ifname, EXP_IFNAME ", or null", &b->uplink);
+	for (size_t j = 0; b->uplink && j < i; j++)
+		if (conf->bridges[j].uplink && strcmp(conf->bridges[j].uplink, b->uplink) == 0) {
+			char exp[96];
+			snprintf(exp, sizeof(exp), "an uplink no other bridge has (network.bridges[%zu] has it)", j);
+			vc_error(c, exp, "\"%s\"", b->uplink);
+			break;
+		}
+	vc_leave(c, &f);
+	vc_unknown_keys(c, o, bridge_keys);
+}
+
+static void vc_network(struct vc *c, struct json_object *root, struct vmconf *conf)
+{
+	struct field nw = vc_enter(c, root, "network");
+
+	if (nw.present && !json_object_is_type(nw.v, json_type_object)) {
+		vc_error_value(c, "an object with bridges", nw.v);
+	} else if (nw.present) {
+		struct field f = vc_enter(c, nw.v, "bridges");
+		size_t n;
+		struct json_object *a = vc_array(c, &f, VMCONF_MAX_BRIDGES, "an array of at most "
+						 STR(VMCONF_MAX_BRIDGES) " bridges", "bridges", &n);
+		conf->has_network = true;
+		if (a && n) {
+			conf->bridges = calloc(n, sizeof(*conf->bridges));
+			if (!conf->bridges) {
+				c->oom = true;
+				n = 0;
+			}
+			conf->n_bridges = n;
+			for (size_t i = 0; i < n; i++) {
+				size_t mark = vc_push_index(c, i);
+				vc_bridge(c, json_object_array_get_idx(a, i), conf, i);
+				vc_pop(c, mark);
+			}
+		}
+		vc_leave(c, &f);
+		/* An uplink that is itself one of the bridges would loop. */
+		for (size_t i = 0; i < conf->n_bridges; i++)
+			for (size_t j = 0; conf->bridges[i].uplink && j < conf->n_bridges; j++)
+				if (strcmp(conf->bridges[i].uplink, conf->bridges[j].name) == 0) {
+					size_t m1 = vc_push_key(c, "bridges", 7), m2 = vc_push_index(c, i);
+					size_t m3 = vc_push_key(c, "uplink", 6);
+					vc_error(c, "an interface that is not one of the bridges", "\"%s\"",
+						 conf->bridges[i].uplink);
+					vc_pop(c, m3);
+					vc_pop(c, m2);
+					vc_pop(c, m1);
+					break;
+				}
+		vc_unknown_keys(c, nw.v, network_keys);
+	}
+	vc_leave(c, &nw);
+}
+
+/* What spans VMs and the network section: every NIC on a bridge that is
+ * configured, and no MAC twice, derived ones included. */
+static void vc_nic_refs(struct vc *c, const struct vmconf *conf)
+{
+	size_t m0 = vc_push_key(c, "vms", 3);
+
+	for (size_t i = 0; i < conf->n_vms; i++) {
+		const struct vmconf_vm *vm = &conf->vms[i];
+		size_t m1 = vc_push_index(c, i), m2 = vc_push_key(c, "nics", 4);
+		for (size_t k = 0; k < vm->n_nics; k++) {
+			const struct vmconf_nic *n = &vm->nics[k];
+			size_t m3 = vc_push_index(c, k), b = 0, m4;
+			while (n->bridge && b < conf->n_bridges && strcmp(conf->bridges[b].name, n->bridge) != 0)
+				b++;
+			if (n->bridge && b == conf->n_bridges) {
+				m4 = vc_push_key(c, "bridge", 6);
+				vc_error(c, "the name of a bridge in network.bridges", "\"%s\"", n->bridge);
+				vc_pop(c, m4);
+			}
+			for (size_t j = 0; n->mac[0] && j <= i; j++) {
+				const struct vmconf_vm *o = &conf->vms[j];
+				size_t l = 0;
+				while (l < (j == i ? k : o->n_nics) && strcmp(o->nics[l].mac, n->mac) != 0)
+					l++;
+				if (l == (j == i ? k : o->n_nics))
+					continue;
+				char exp[96];
+				snprintf(exp, sizeof(exp), "a MAC address no other NIC has (vms[%zu].nics[%zu] has it)", j, l);
+				m4 = vc_push_key(c, "mac", 3);
+				vc_error(c, exp, "\"%s\"%s", n->mac, n->mac_derived ? " (derived from the VM's name)" : "");
+				vc_pop(c, m4);
+				break;
+			}
+			vc_pop(c, m3);
+		}
+		vc_pop(c, m2);
+		vc_pop(c, m1);
+	}
+	vc_pop(c, m0);
+}
+
 int vc_schema(struct vc *c, struct json_object *root, struct vmconf **ret)
 {
 	struct vmconf *conf = calloc(1, sizeof(*conf));
@@ -484,6 +719,8 @@ int vc_schema(struct vc *c, struct json_object *root, struct vmconf **ret)
 
 	vc_vms(c, root, conf);
 	vc_update(c, root, conf);
+	vc_network(c, root, conf);
+	vc_nic_refs(c, conf);
 	vc_unknown_keys(c, root, root_keys);
 	return c->oom ? -ENOMEM : 0;
 }

@@ -1,4 +1,6 @@
-/* The parsed configuration: freeing, lookup, enum names. */
+/* The parsed configuration: freeing, lookup, enum names, derived MACs. */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,11 @@ static void vmconf_vm_clear(struct vmconf_vm *vm)
 		free(vm->qemu_args[i]);
 	free(vm->qemu_args);
 	free(vm->user);
+	for (size_t i = 0; i < vm->n_nics; i++) {
+		free(vm->nics[i].bridge);
+		free(vm->nics[i].model);
+	}
+	free(vm->nics);
 }
 
 void vmconf_free(struct vmconf *c)
@@ -34,6 +41,9 @@ void vmconf_free(struct vmconf *c)
 	free(c->update_kernel);
 	free(c->update_initrd);
 	free(c->update_cmdline);
+	for (size_t i = 0; i < c->n_bridges; i++)
+		free(c->bridges[i].uplink);
+	free(c->bridges);
 	free(c);
 }
 
@@ -75,4 +85,20 @@ const char *vmconf_restart_name(enum vmconf_restart r)
 	case VMCONF_RESTART_NEVER: return "never";
 	}
 	return "?";
+}
+
+void vmconf_mac_derive(const char *vm_name, size_t index, char *out)
+{
+	char key[VMCONF_NAME_MAX + 24];
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 */
+	int n = snprintf(key, sizeof(key), "%s/%zu", vm_name, index);
+
+	for (int i = 0; i < n && i < (int)sizeof(key) - 1; i++) {
+		h ^= (unsigned char)key[i];
+		h *= 0x100000001b3ULL;
+	}
+	/* 0x52: locally administered, unicast (QEMU's own default range). */
+	snprintf(out, VMCONF_MAC_LEN + 1, "52:%02x:%02x:%02x:%02x:%02x", (unsigned)(h >> 32) & 0xff,
+		 (unsigned)(h >> 24) & 0xff, (unsigned)(h >> 16) & 0xff, (unsigned)(h >> 8) & 0xff,
+		 (unsigned)h & 0xff);
 }

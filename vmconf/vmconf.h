@@ -18,6 +18,10 @@
 #define VMCONF_SANDBOX_OPTS "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #define VMCONF_MAX_VMS    64
 #define VMCONF_MAX_DISKS  16
+#define VMCONF_MAX_NICS   8             /* per VM: each takes up to two fds in QEMU */
+#define VMCONF_MAX_BRIDGES 16
+#define VMCONF_IFNAME_MAX 15            /* an interface name: IFNAMSIZ - 1 */
+#define VMCONF_MAC_LEN    17            /* "52:54:00:12:34:56" */
 #define VMCONF_MAX_QEMU_ARGS 64
 #define VMCONF_PATH_MAX   4095          /* bytes in a path field */
 #define VMCONF_CMDLINE_MAX 4096
@@ -31,6 +35,19 @@ struct vmconf_disk {
 	char *path;
 	char *format;     /* "raw" (default) or "qcow2" */
 	bool readonly;
+};
+
+/* One NIC of a VM: a tap on a bridge of the network section. */
+struct vmconf_nic {
+	char *bridge;
+	char mac[VMCONF_MAC_LEN + 1]; /* lower case; derived when the config has none */
+	bool mac_derived;
+	char *model;      /* QEMU device, default "virtio-net-pci" */
+};
+
+struct vmconf_bridge {
+	char name[VMCONF_IFNAME_MAX + 1];
+	char *uplink;     /* an interface enslaved to the bridge, or NULL */
 };
 
 struct vmconf_vm {
@@ -52,6 +69,8 @@ struct vmconf_vm {
 	char **qemu_args;
 	size_t n_qemu_args;
 	char *user;       /* extension: run QEMU as this user (NULL: as root) */
+	struct vmconf_nic *nics;
+	size_t n_nics;
 };
 
 struct vmconf {
@@ -61,6 +80,9 @@ struct vmconf {
 	char *update_kernel;   /* the "update" block; NULL when absent */
 	char *update_initrd;
 	char *update_cmdline;
+	bool has_network;      /* the "network" section is there (even empty) */
+	struct vmconf_bridge *bridges;
+	size_t n_bridges;
 };
 
 struct vmconf_error {
@@ -90,6 +112,17 @@ const char *vmconf_accel_name(enum vmconf_accel a);      /* "auto", "kvm", "tcg"
 const char *vmconf_ram_name(enum vmconf_ram r);          /* "auto", "fdset", "procfd" */
 const char *vmconf_restart_name(enum vmconf_restart r);
 
+/* The MAC of a NIC the config gives none: 52 then the low 40 bits of the
+ * 64-bit FNV-1a hash of "NAME/INDEX" (locally administered, unicast, the
+ * same on every host and across updates). out gets VMCONF_MAC_LEN + 1 bytes. */
+void vmconf_mac_derive(const char *vm_name, size_t index, char *out);
+
+/* One NIC's fds as QEMU sees them: its tap, and its vhost-net device or -1. */
+struct vmconf_argv_nic {
+	int tap_fd;
+	int vhost_fd;
+};
+
 /* What the argv builder needs beyond the VM's own config: the resolved
  * choices and the fd numbers as QEMU will see them. */
 struct vmconf_argv_opts {
@@ -102,6 +135,8 @@ struct vmconf_argv_opts {
 	bool incoming_defer;         /* add "-incoming defer" */
 	bool sandbox;                /* add "-sandbox VMCONF_SANDBOX_OPTS" */
 	const char *firmware_dir;    /* "-L DIR", or NULL */
+	const struct vmconf_argv_nic *nics; /* one per vm->nics (n_nics of them) */
+	size_t n_nics;
 };
 
 /* Build the exact argv (argv[0] = vm->qemu), NULL-terminated, in *ret.

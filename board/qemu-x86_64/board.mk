@@ -60,10 +60,18 @@ ACCEL        ?= $(BB)/accel
 # heartbeat, but the appliance then stalled now and then in the update tests;
 # the inner VMs run under TCG, as environment.md expects. QEMU_CPU=max for KVM.
 QEMU_CPU     ?= max,svm=off
+# --- networking (issue 13): the appliance's uplink is -netdev dgram; its
+# frames go to 127.0.0.1:BOARD_NET_PEER_PORT, frames to 127.0.0.1:BOARD_NET_PORT
+# come in. Both are written to NET_PORTS_FILE (tests/netwatch.py reads it).
+BOARD_NET_PORT      ?= 10100
+BOARD_NET_PEER_PORT ?= 10101
+NET_PORTS_FILE      ?= $(BB)/net-ports
+QEMU_SH_NET = --net-port $(BOARD_NET_PORT) --net-peer-port $(BOARD_NET_PEER_PORT) --net-ports $(NET_PORTS_FILE)
+# --- end of networking ---
 BOARD_RUN_DEPS := $(B)/luoinit $(BB)/bzImage $(INITRAMFS) $(STATE_IMG) $(BB)/accel
 QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BB)/bzImage --initrd $(INITRAMFS) \
 	--state $(STATE_IMG) --socket $(MGMT_SOCK) --console $(CONSOLE_LOG) --pidfile $(QEMU_PIDFILE) \
-	--accel $(ACCEL) --cpu $(QEMU_CPU) --luoinit $(B)/luoinit --append "$(QEMU_APPEND)"
+	--accel $(ACCEL) --cpu $(QEMU_CPU) --luoinit $(B)/luoinit --append "$(QEMU_APPEND)" $(QEMU_SH_NET)
 
 run: $(BOARD_RUN_DEPS)
 	@$(call QEMU_SH,run)

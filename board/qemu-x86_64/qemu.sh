@@ -11,6 +11,7 @@
 #   --qmp PATH  the outer QEMU's own QMP monitor (default: qmp.sock next to --socket):
 #               system_powerdown presses the appliance's power button; the
 #               WATCHDOG event says its watchdog fired
+#   --net-port P  --net-peer-port Q  --net-ports FILE   (the uplink, below)
 # Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
 # Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
@@ -25,6 +26,7 @@ dir=$top/build/qemu-x86_64
 kernel="" initrd="" state="" sock="" console="" pidfile="" accel="" qmp=""
 cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
 qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90 cpu=max
+net_port=10100 net_peer_port=10101 net_ports=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) dir=$2 ;;
@@ -42,6 +44,9 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout_s=$2 ;;
 	--cpu) cpu=$2 ;;
 	--qmp) qmp=$2 ;;
+	--net-port) net_port=$2 ;;
+	--net-peer-port) net_peer_port=$2 ;;
+	--net-ports) net_ports=$2 ;;
 	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -99,9 +104,21 @@ set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
 # nothing here: q35's ACPI has it; `system_powerdown` on this monitor presses it.
 set -- "$@" -device i6300esb -action watchdog=reset \
 	-qmp "unix:$qmp,server=on,wait=off"
+# --- networking (issue 13): the appliance's uplink NIC, eth0 inside ---
+# Each frame it sends goes as one UDP datagram to 127.0.0.1:$net_peer_port;
+# datagrams to 127.0.0.1:$net_port come in as frames (tests/netwatch.py is
+# the other end). The ports are written to --net-ports for tools to find.
+case "$net_port$net_peer_port" in *[!0-9]*|"") echo "qemu.sh: bad net ports" >&2; exit 2 ;; esac
+set -- "$@" -netdev "dgram,id=uplink,local.type=inet,local.host=127.0.0.1,local.port=$net_port,remote.type=inet,remote.host=127.0.0.1,remote.port=$net_peer_port" \
+	-device virtio-net-pci,netdev=uplink
+write_net_ports() {
+	printf 'BOARD_NET_PORT=%s\nBOARD_NET_PEER_PORT=%s\n' "$net_port" "$net_peer_port" > "${net_ports:-$dir/net-ports}"
+}
+# --- end of networking ---
 
 case "$mode" in
 run)
+	write_net_ports
 	exec "$qemu" "$@" -serial mon:stdio ;;
 start)
 	if running; then
@@ -110,6 +127,7 @@ start)
 	fi
 	rm -f "$sock" "$qmp" "$pidfile"
 	: > "$console"
+	write_net_ports
 	"$qemu" "$@" -serial "file:$console" -daemonize -pidfile "$pidfile"
 	echo "qemu.sh: started ($accel), pid $(cat "$pidfile"), console $console, socket $sock, qmp $qmp" ;;
 *)

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "net/net.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/watchdog.h"
@@ -118,6 +119,11 @@ int sup_run(void)
 	open_log_file();
 	sup_config_load(&S);
 	watchdog_feed(); /* until the loop runs, each step feeds it */
+	/* Bridges before any QEMU, the restored ones included (their taps go
+	 * on them). In --host mode only when asked for: it changes the
+	 * network namespace it runs in. */
+	if (S.conf && (S.o.pid1 || S.conf->has_network))
+		(void)net_setup(S.conf);
 	S.update = (struct update_ctx){
 		.pid1 = S.o.pid1,
 		.test_faults = S.o.test_faults,

@@ -49,7 +49,7 @@ static int drop_privileges(const char *user)
 /* In the child: never returns. Writes -errno to errp on failure. */
 static void child(char *const argv[], const struct spawn_opts *o, int errp)
 {
-	int parked[16];
+	int parked[32];
 	int err, devnull, out, errfd;
 	sigset_t none;
 

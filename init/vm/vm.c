@@ -32,6 +32,7 @@
 #define VM_FD_QMP    3
 #define VM_FD_SERIAL 4
 #define VM_FD_RAM    5
+#define VM_FD_NICS   6 /* then per NIC: its tap, and its vhost-net when it has one */
 #define VM_RAM_FDSET 1
 
 static int mkdir_parents(const char *path)
@@ -65,6 +66,8 @@ struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host)
 	vm->accel = conf->accel;
 	vm->ram_backing = conf->ram_backing;
 	vm->backoff_ms = VM_BACKOFF_MIN;
+	for (size_t i = 0; i < VMCONF_MAX_NICS; i++)
+		net_nic_init(&vm->nics[i]);
 	vm->ring = calloc(1, VM_RING_SIZE);
 	if (!vm->ring) {
 		free(vm);
@@ -84,6 +87,8 @@ void vm_free(struct vm *vm)
 	vm_end(vm, 0);
 	vm_set_ram(vm, -1);
 	vm_log_close(vm);
+	for (size_t i = 0; i < VMCONF_MAX_NICS; i++)
+		net_nic_close(&vm->nics[i]);
 	vmconf_free(vm->saved);
 	vmconf_free(vm->saved_conf);
 	vmconf_strv_free(vm->config_pending);
@@ -414,15 +419,60 @@ static void on_start_timeout(int fd, uint32_t events, void *data)
 	start_failed(vm, -1, err);
 }
 
+/* The host side of the VM's NICs for this QEMU: each tap (kept from the
+ * last QEMU, created the first time, put on its bridge) and, under KVM, a
+ * fresh vhost-net device. QEMU 10.0 runs vhost=on under TCG too (it
+ * emulates the ioeventfds and injects the interrupts itself; tried on the
+ * board), but there every kick and interrupt passes through QEMU anyway:
+ * vhost only where KVM's ioeventfd/irqfd let the guest bypass QEMU. */
+static int nics_up(struct vm *vm, const struct vmconf_vm *c, int *vfd, char *err, size_t errlen)
+{
+	bool want_vhost = vm->accel == VMCONF_ACCEL_KVM;
+	int r;
+
+	for (size_t i = 0; i < VMCONF_MAX_NICS; i++) {
+		vfd[i] = -1;
+		vm->vhost[i] = false;
+		if (i >= c->n_nics) {
+			net_nic_close(&vm->nics[i]); /* a NIC the configuration no longer has */
+			continue;
+		}
+		if ((r = net_nic_up(&vm->nics[i], c->name, i, c->nics[i].bridge, err, errlen)) < 0)
+			return r;
+		if (!want_vhost)
+			continue;
+		vfd[i] = vhost_open();
+		if (vfd[i] < 0)
+			log_warn("%s: nics[%zu]: /dev/vhost-net: %s: QEMU moves its packets itself", c->name, i,
+				 strerror(-vfd[i]));
+		vm->vhost[i] = vfd[i] >= 0;
+	}
+	return 0;
+}
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+}
+
 int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen)
 {
 	const struct vmconf_vm *c;
 	int qs[2] = { -1, -1 }, ss[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct vmconf_argv_opts o = { 0 };
+	struct vmconf_argv_nic an[VMCONF_MAX_NICS];
+	int vfd[VMCONF_MAX_NICS], fds[3 + 2 * VMCONF_MAX_NICS];
+	size_t nfds = 3;
 	char **argv = NULL;
 	int r;
 
 	err[0] = 0;
+	for (size_t i = 0; i < VMCONF_MAX_NICS; i++)
+		vfd[i] = -1;
 	if (!incoming)
 		drop_saved_machine(vm);
 	c = vm->conf;
@@ -442,6 +492,8 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 			return r;
 		}
 	}
+	if ((r = nics_up(vm, c, vfd, err, errlen)) < 0)
+		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qs) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, ss) < 0 ||
 	    pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -461,18 +513,32 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	o.serial_fd = VM_FD_SERIAL;
 	o.incoming_defer = incoming;
 	o.sandbox = sandboxed(vm);
+	fds[0] = qs[1];
+	fds[1] = ss[1];
+	fds[2] = vm->ram_fd;
+	for (size_t i = 0; i < c->n_nics; i++) {
+		an[i].tap_fd = VM_FD_NICS + (int)nfds - 3;
+		fds[nfds++] = vm->nics[i].fd;
+		an[i].vhost_fd = -1;
+		if (vfd[i] >= 0) {
+			an[i].vhost_fd = VM_FD_NICS + (int)nfds - 3;
+			fds[nfds++] = vfd[i];
+		}
+	}
+	o.nics = an;
+	o.n_nics = c->n_nics;
 	r = vmconf_build_argv(c, &o, &argv);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot build QEMU's argv: %s", strerror(-r));
 		goto fail;
 	}
 	{
-		const int fds[] = { qs[1], ss[1], vm->ram_fd };
-		struct spawn_opts so = { .fds = fds, .n_fds = 3, .stdout_fd = ep[1], .stderr_fd = ep[1],
+		struct spawn_opts so = { .fds = fds, .n_fds = nfds, .stdout_fd = ep[1], .stderr_fd = ep[1],
 					 .user = c->user, .new_session = 1 };
 		r = spawn(argv, &so, &vm->pid);
 	}
 	vmconf_argv_free(argv);
+	close_fds(vfd, VMCONF_MAX_NICS); /* QEMU's own now */
 	close(qs[1]);
 	close(ss[1]);
 	close(ep[1]);
@@ -513,6 +579,7 @@ fail_pid:
 	vm_set_state(vm, VM_FAILED, err);
 	return r;
 fail:
+	close_fds(vfd, VMCONF_MAX_NICS);
 	for (int i = 0; i < 2; i++) {
 		if (qs[i] >= 0) close(qs[i]);
 		if (ss[i] >= 0) close(ss[i]);
@@ -791,6 +858,23 @@ struct json_object *vm_status_json(const struct vm *vm)
 		json_object_object_add(m, "disks", d);
 		json_object_object_add(m, "user", vm->conf->user ? json_object_new_string(vm->conf->user) : NULL);
 		json_object_object_add(o, "machine", m);
+	}
+	{
+		/* Its NICs as this QEMU has them: the tap on the host, the guest's MAC. */
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < vm->conf->n_nics; i++) {
+			const struct vmconf_nic *n = &vm->conf->nics[i];
+			const struct net_nic *x = &vm->nics[i];
+			json_object *e = json_object_new_object();
+			json_object_object_add(e, "tap", x->tap[0] ? json_object_new_string(x->tap) : NULL);
+			json_object_object_add(e, "mac", json_object_new_string(n->mac));
+			json_object_object_add(e, "bridge", json_object_new_string(n->bridge));
+			json_object_object_add(e, "model", json_object_new_string(n->model));
+			json_object_object_add(e, "vhost", json_object_new_boolean(vm->pid > 0 && vm->vhost[i]));
+			json_object_object_add(e, "error", x->error[0] ? json_object_new_string(x->error) : NULL);
+			json_object_array_add(a, e);
+		}
+		json_object_object_add(o, "nics", a);
 	}
 	if (!lu->valid) {
 		json_object_object_add(o, "last_update", NULL);

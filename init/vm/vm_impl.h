@@ -3,6 +3,7 @@
 #ifndef LUOINIT_VM_IMPL_H
 #define LUOINIT_VM_IMPL_H
 
+#include "net/net.h"
 #include "pid1/logfile.h"
 #include "vm/vm.h"
 
@@ -49,6 +50,8 @@ struct vm {
 	size_t errlen;
 	char serline[512];          /* partial serial line ("log" serial) */
 	size_t serlen;
+	struct net_nic nics[VMCONF_MAX_NICS]; /* taps, kept across its QEMUs */
+	bool vhost[VMCONF_MAX_NICS];    /* the running QEMU has vhost-net on NIC i */
 	char *ring;                 /* last VM_RING_SIZE bytes of serial output */
 	size_t ring_len, ring_head;
 };

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,18 @@ def log(*a):
     print(*a, flush=True)
 
 
+def free_udp_ports(n):
+    """n free UDP ports on 127.0.0.1 for the appliance's -netdev dgram uplink."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class Box:
     """One appliance: its own state disk copy, socket, console."""
 
@@ -56,6 +69,7 @@ class Box:
         self.console = os.path.join(self.dir, "console.log")
         self.pidfile = os.path.join(self.dir, "qemu.pid")
         self.append = "" if liveupdate else "liveupdate=off"
+        self.net_port, self.net_peer_port = free_udp_ports(2)  # the uplink's, this box's own
         with open(os.path.join(BOARD_DIR, "vmconf.json")) as f:
             conf = json.load(f)
         vm = conf["vms"][0]
@@ -78,7 +92,10 @@ class Box:
             ["sh", os.path.join(BOARD_DIR, "qemu.sh"), mode, "--dir", BB, "--state", self.state,
              "--initrd", INITRAMFS, "--cpu", self.cpu,
              "--socket", self.sock, "--console", self.console, "--pidfile", self.pidfile,
-             "--append", self.append], env=env, capture_output=True, text=True, timeout=300)
+             "--append", self.append, "--net-port", str(self.net_port),
+             "--net-peer-port", str(self.net_peer_port),
+             "--net-ports", os.path.join(self.dir, "net-ports")],
+            env=env, capture_output=True, text=True, timeout=300)
 
     def start(self):
         """Boot the appliance and wait until it answers."""

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,21 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 
 
+def free_udp_ports(n):
+    """n UDP ports on 127.0.0.1 that are free now (held together while picked,
+    so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class Appliance:
     def __init__(self, d):
         self.dir = d
@@ -35,15 +51,23 @@ class Appliance:
         self.sock = os.path.join(d, "mgmt.sock")
         self.console = os.path.join(d, "console.log")
         self.pidfile = os.path.join(d, "qemu.pid")
+        # The uplink's -netdev dgram ports: each appliance its own, so that
+        # one booted after another (or beside `make run`) never collides.
+        self.net_port, self.net_peer_port = free_udp_ports(2)
+        self.net_ports = os.path.join(d, "net-ports")
+
+    def make_vars(self):
+        """The make variables that point `make start`/`stop` at this copy."""
+        return [f"STATE_IMG={self.state}", f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
+                f"QEMU_PIDFILE={self.pidfile}", f"BOARD_NET_PORT={self.net_port}",
+                f"BOARD_NET_PEER_PORT={self.net_peer_port}", f"NET_PORTS_FILE={self.net_ports}"]
 
     def make(self, target, timeout=600, *extra):
         """make TARGET for this copy; in its own process group, so that a
         timeout kills everything it started (QEMU daemonizes out of it)."""
         with tempfile.TemporaryFile("w+") as out:
             p = subprocess.Popen(
-                ["make", "--no-print-directory", "-s", target, f"STATE_IMG={self.state}",
-                 f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
-                 f"QEMU_PIDFILE={self.pidfile}", *extra],
+                ["make", "--no-print-directory", "-s", target, *self.make_vars(), *extra],
                 cwd=TOP, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
                 start_new_session=True)
             try:

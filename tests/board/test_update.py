@@ -33,8 +33,7 @@ def boot(append=""):
 def start(a):
     env_append = f"QEMU_APPEND={a.append}"
     p = subprocess.run(
-        ["make", "--no-print-directory", "-s", "start", f"STATE_IMG={a.state}",
-         f"MGMT_SOCK={a.sock}", f"CONSOLE_LOG={a.console}", f"QEMU_PIDFILE={a.pidfile}", env_append],
+        ["make", "--no-print-directory", "-s", "start", *a.make_vars(), env_append],
         cwd=TOP, timeout=600, capture_output=True, text=True,
         env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")})
     assert p.returncode == 0, p.stdout + p.stderr

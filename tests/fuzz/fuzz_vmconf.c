@@ -42,7 +42,7 @@ static void check_drive(const char *opt, const struct vmconf_disk *d)
 
 static void check_vm(const struct vmconf *c, const struct vmconf_vm *vm)
 {
-	static const struct vmconf_argv_opts opts[] = {
+	struct vmconf_argv_opts opts[] = {
 		{ .ram_backing = VMCONF_RAM_PROCFD, .ram_fd = 3, .accel = VMCONF_ACCEL_TCG,
 		  .qmp_fd = 4, .serial_fd = -1 },
 		{ .ram_backing = VMCONF_RAM_FDSET, .ram_fd = 5, .ram_fdset = 1,
@@ -60,6 +60,27 @@ static void check_vm(const struct vmconf *c, const struct vmconf_vm *vm)
 	for (size_t i = 0; i < vm->n_disks; i++)
 		CHECK(vm->disks[i].path && vm->disks[i].format);
 	CHECK(vm->n_qemu_args <= VMCONF_MAX_QEMU_ARGS);
+	/* NICs: on a configured bridge, a unicast MAC no other NIC has. */
+	struct vmconf_argv_nic nics[VMCONF_MAX_NICS];
+	CHECK(vm->n_nics <= VMCONF_MAX_NICS && (vm->n_nics == 0 || vm->nics));
+	for (size_t i = 0; i < vm->n_nics; i++) {
+		const struct vmconf_nic *n = &vm->nics[i];
+		size_t b = 0;
+		CHECK(n->bridge && n->model && strlen(n->mac) == VMCONF_MAC_LEN && n->mac[2] == ':');
+		CHECK(strchr("02468ace", n->mac[1]) != NULL);
+		while (b < c->n_bridges && strcmp(c->bridges[b].name, n->bridge) != 0)
+			b++;
+		CHECK(b < c->n_bridges);
+		for (size_t v = 0; v < c->n_vms; v++)
+			for (size_t k = 0; k < c->vms[v].n_nics; k++)
+				CHECK(&c->vms[v].nics[k] == n || strcmp(c->vms[v].nics[k].mac, n->mac) != 0);
+		nics[i].tap_fd = 8 + (int)i;
+		nics[i].vhost_fd = i % 2 ? 20 + (int)i : -1;
+	}
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		opts[k].nics = nics;
+		opts[k].n_nics = vm->n_nics;
+	}
 	for (size_t i = 0; i < vm->n_qemu_args; i++)
 		CHECK(vm->qemu_args[i]);
 	CHECK(strcmp(vmconf_accel_name(vm->accel), "?") != 0);

@@ -89,3 +89,21 @@ def one_vm(supervisors, tmpdir_short):
         s.wait_beats_after("vm0", 0, count=2)
         return s
     return make
+
+
+@pytest.fixture
+def netns():
+    """A network namespace of this test's own, holding `eth0`, one end of a
+    veth pair whose other end, `peer0`, is up: a bridge's uplink and the
+    wire behind it. The build host's own networking is never touched.
+    Deleted afterwards (with every interface in it)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    name = f"luoh-{os.getpid()}-{os.urandom(3).hex()}"
+    helpers.ip("netns", "add", name)
+    try:
+        helpers.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0", ns=name)
+        helpers.ip("link", "set", "peer0", "up", ns=name)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)

@@ -273,7 +273,7 @@ class Supervisor:
     Every QEMU it reports or that is seen as its child is remembered (pid and
     start time), and stop() kills whatever of them survives."""
 
-    def __init__(self, tmp, config=None, config_path=None, log_level="debug", extra_args=()):
+    def __init__(self, tmp, config=None, config_path=None, log_level="debug", extra_args=(), wrap=()):
         self.tmp = str(tmp)
         self.state_dir = os.path.join(self.tmp, "state")
         self.sock_path = os.path.join(self.state_dir, "luoinit.sock")
@@ -287,8 +287,9 @@ class Supervisor:
         self.seen = {}  # pid -> starttime of QEMUs we caused
         self.exit_code = None
         self._log = open(self.log_path, "ab")
+        # wrap: e.g. ["ip", "netns", "exec", NS], which execs luoinit (same pid).
         self.proc = subprocess.Popen(
-            [LUOINIT, "--host", "--state-dir", self.state_dir, "--config", config_path,
+            [*wrap, LUOINIT, "--host", "--state-dir", self.state_dir, "--config", config_path,
              "--log-level", log_level, *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         self.pid = self.proc.pid
@@ -428,3 +429,19 @@ class Supervisor:
             except ProcessLookupError:
                 pass
         return left
+
+
+# ---- network namespaces (tests/host/test_network.py) ---------------------
+
+def ip(*args, ns=None, check=True):
+    """`ip [-n NS] ARGS...` -> stdout."""
+    cmd = ["ip"] + (["-n", ns] if ns else []) + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def links(ns):
+    """{name: `ip -d -j link` entry} of the namespace's interfaces."""
+    return {l["ifname"]: l for l in json.loads(ip("-d", "-j", "link", "show", ns=ns))}

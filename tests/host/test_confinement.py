@@ -16,25 +16,49 @@ def argv_of(pid):
         return f.read().split(b"\0")[:-1]
 
 
-def test_inherited_fds_are_exactly_the_planned_ones(one_vm):
-    s = one_vm()
-    pid = qemu_pid(s)
+def check_fd_layout(s, pid, taps=(), name="vm0"):
+    """0-2 stdio, 3 QMP, 4 serial, 5 RAM, then each NIC's tap (under TCG no
+    vhost-net), and nothing else of the supervisor's."""
     links = helpers.fd_links(pid)
     # The layout luoinit hands over (vmconf argv shows the same numbers).
     assert links[0] == "/dev/null", links
     assert links[1] == links[2] and links[1].startswith("pipe:"), links
     assert links[3].startswith("socket:") and links[4].startswith("socket:"), links
-    assert links[5].startswith("/memfd:luoinit:vm0"), links
+    ram = f"/memfd:luoinit:{name}"
+    assert links[5].startswith(ram), links
+    for i, tap in enumerate(taps):
+        assert links[6 + i] == "/dev/net/tun", links
+        with open(f"/proc/{pid}/fdinfo/{6 + i}") as f:
+            assert f"iff:\t{tap}\n" in f.read(), (6 + i, tap)
+    last = 5 + len(taps)
     # Everything else QEMU opened itself: event fds, its own reopen of the
-    # RAM through /proc/self/fd/5. No file, pipe or socket of the supervisor.
+    # RAM through /proc/self/fd/5. No file, pipe or socket of the supervisor
+    # (a tap of another NIC or VM included).
     sup = set(helpers.fd_links(s.proc.pid).values())
     for fd, target in links.items():
-        if fd <= 5:
+        if fd <= last:
             continue
-        assert target.startswith(("anon_inode:", "/memfd:luoinit:vm0", "/dev/")), (fd, target)
+        assert target.startswith(("anon_inode:", ram, "/dev/")), (fd, target)
         # anon inodes carry no identity in their link; the rest must not be ours.
-        if not target.startswith(("anon_inode:", "/memfd:luoinit:vm0")):
+        if not target.startswith(("anon_inode:", ram)):
             assert target not in sup, (fd, target)
+
+
+def test_inherited_fds_are_exactly_the_planned_ones(one_vm):
+    s = one_vm()
+    check_fd_layout(s, qemu_pid(s))
+
+
+def test_inherited_fds_with_nics(netns, supervisors, tmpdir_short):
+    """Two VMs with NICs in a network namespace of the test's own: each QEMU
+    gets its own taps after its RAM, in order, and none of the other's."""
+    vms = [helpers.vm_config(n, tmpdir_short, fill_mib=4, nics=[{"bridge": "br0"}] * k)
+           for n, k in (("vm0", 2), ("vm1", 1))]
+    s = supervisors(config={"version": 1, "network": {"bridges": [{"name": "br0", "uplink": None}]},
+                            "vms": vms}, wrap=("ip", "netns", "exec", netns))
+    for name, taps in (("vm0", ("lu-vm0-0", "lu-vm0-1")), ("vm1", ("lu-vm1-0",))):
+        s.wait_running(name)
+        check_fd_layout(s, qemu_pid(s, name), taps, name)
 
 
 def test_sandbox_when_supported(one_vm):

@@ -35,7 +35,7 @@ def write(tmp_path, name, obj):
 
 # ---- check ----
 
-@pytest.mark.parametrize("name", ["full.json", "minimal.json", "empty-vms.json", "tiny-tcg.json"])
+@pytest.mark.parametrize("name", ["full.json", "minimal.json", "empty-vms.json", "tiny-tcg.json", "net.json"])
 def test_check_valid(name):
     p = run("check", data(name))
     assert p.returncode == 0, p.stderr
@@ -54,7 +54,7 @@ def test_check_collects_every_error():
         f"{f}: vms[0].vcpus: expected an integer from 1 to 256, got 0",
         f"{f}: vms[0].foo: expected no such key (known: name, memory_mib, vcpus, machine, cpu, "
         "accel, kernel, initrd, cmdline, disks, serial, restart, ram_backing, qemu, qemu_args, "
-        "user), got 1",
+        "user, nics), got 1",
         f'{f}: vms[1].name: expected a name not used by another VM, got "vm0"',
         f'{f}: vms[1].accel: expected "kvm", "tcg" or "auto", got "hvf"',
         f'{f}: vms[1].disks[0].path: expected an absolute path of at most 4095 bytes, got "relative.img"',
@@ -168,6 +168,20 @@ def test_argv_options_and_auto():
     assert out[out.index("-accel") + 1] == ("kvm" if kvm_works() else "tcg")
     assert "memory-backend-file,id=ram0,size=1024M,mem-path=/proc/self/fd/5,share=on" in out
     assert "-add-fd" not in out
+
+
+def test_argv_nics():
+    """NIC fds follow the RAM's, in order, as luoinit lays them: under TCG a
+    tap each; under KVM with /dev/vhost-net also a vhost-net fd each."""
+    p = run("argv", "--accel", "tcg", data("net.json"), "vm0")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-8:] == [
+        "-netdev", "tap,id=net0,fd=6", "-device", "virtio-net-pci,netdev=net0,mac=52:72:00:7c:10:c3,bus=pcie.0,romfile=",
+        "-netdev", "tap,id=net1,fd=7", "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:ab:cd:ef,bus=pcie.0,romfile="]
+    p = run("argv", "--accel", "kvm", data("net.json"), "vm1")
+    out = p.stdout.splitlines()
+    tap = "tap,id=net0,fd=6,vhost=on,vhostfd=7" if os.path.exists("/dev/vhost-net") else "tap,id=net0,fd=6"
+    assert out[-4:-2] == ["-netdev", tap] and out[-1].endswith(",bus=pci.0,romfile="), out
 
 
 def test_argv_escapes_and_extras(tmp_path):

@@ -253,7 +253,7 @@ struct rule_case {
 #define TOKEN "a string of 1 to 64 printable characters without spaces"
 #define PATHX "an absolute path of at most 4095 bytes"
 #define USER "a user name of 1 to 32 characters from a-z, 0-9, \"_\" and \"-\" that starts with a letter or \"_\", or null"
-#define VMKEYS "name, memory_mib, vcpus, machine, cpu, accel, kernel, initrd, cmdline, disks, serial, restart, ram_backing, qemu, qemu_args, user"
+#define VMKEYS "name, memory_mib, vcpus, machine, cpu, accel, kernel, initrd, cmdline, disks, serial, restart, ram_backing, qemu, qemu_args, user, nics"
 
 static const struct rule_case vm_rules[] = {
 	{ ", \"memory_mib\": \"1G\"", "vms[0].memory_mib: expected " MEM ", got \"1G\"" },
@@ -341,7 +341,7 @@ static void test_required(void **state)
 	expect_msgs("{\"version\": 1, \"vms\": [1, null]}",
 		    "vms[0]: expected an object, got 1\nvms[1]: expected an object, got null");
 	expect_msgs("{\"version\": 1, \"extra\": true}",
-		    "extra: expected no such key (known: version, vms, update), got true");
+		    "extra: expected no such key (known: version, vms, update, network), got true");
 }
 
 static void test_too_many(void **state)
@@ -571,7 +571,7 @@ static void test_size_and_depth(void **state)
 	for (int i = 0; i < VMCONF_MAX_DEPTH - 1; i++)
 		deep[o++] = ']';
 	strcpy(deep + o, "}");
-	expect_msgs(deep, "x: expected no such key (known: version, vms, update), got [[[[[[[[[[[[[[[]]]]]]]]]]]]]]]");
+	expect_msgs(deep, "x: expected no such key (known: version, vms, update, network), got [[[[[[[[[[[[[[[]]]]]]]]]]]]]]]");
 	o = (size_t)sprintf(deep, "{\"version\": 1, \"x\": ");
 	for (int i = 0; i < VMCONF_MAX_DEPTH; i++)
 		deep[o++] = '[';
