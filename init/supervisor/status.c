@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -85,6 +86,17 @@ static json_object *state_json(const struct sup *s)
 	json_object_object_add(st, "device", s->o.state_device ? json_object_new_string(s->o.state_device) : NULL);
 	json_object_object_add(st, "mounted", json_object_new_boolean(s->o.state_mounted));
 	json_object_object_add(st, "path", json_object_new_string(s->o.state_dir));
+	{
+		/* A full /state holds up nothing (logs drop, updates refuse or
+		 * take LUO): the operator learns it here. */
+		struct statvfs v;
+		if ((s->o.state_mounted || !s->o.pid1) && statvfs(s->o.state_dir, &v) == 0) {
+			uint64_t total = (uint64_t)v.f_blocks * v.f_frsize, avail = (uint64_t)v.f_bavail * v.f_frsize;
+			json_object_object_add(st, "total_bytes", json_object_new_int64((int64_t)total));
+			json_object_object_add(st, "free_bytes", json_object_new_int64((int64_t)avail));
+			json_object_object_add(st, "full", json_object_new_boolean(avail < total / 100 + (16u << 20)));
+		}
+	}
 	return st;
 }
 

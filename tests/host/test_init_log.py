@@ -41,3 +41,9 @@ def test_status_shows_the_machine_and_memory(one_vm):
     assert v["config_pending"] == [], v
     assert v["machine"]["vcpus"] == 1 and v["machine"]["disks"] == [], v
     assert st["memory"]["total_kib"] > st["memory"]["available_kib"] > 0, st["memory"]
+    # /state's room, and whether it counts as full (under 1% + 16 MiB free).
+    state = st["state"]
+    vfs = os.statvfs(s.state_dir)
+    assert state["total_bytes"] == vfs.f_blocks * vfs.f_frsize, state
+    assert abs(state["free_bytes"] - vfs.f_bavail * vfs.f_frsize) < 64 << 20, state
+    assert state["full"] is (state["free_bytes"] < state["total_bytes"] // 100 + (16 << 20)), state
