@@ -133,16 +133,19 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 	argv_add(&a, "-m");
 	argv_addf(&a, "%uM", vm->memory_mib);
 
-	/* -m equals the backend size; share=on keeps guest RAM out of the CPR stream. */
+	/* -m equals the backend size; share=on keeps guest RAM out of the CPR
+	 * stream; align=2M maps it on a 2 MiB boundary, without which the
+	 * kernel backs a shmem mapping with 4 KiB pages only (memory_mib is even,
+	 * so the size is a multiple of 2 MiB too). */
 	if (o->ram_backing == VMCONF_RAM_FDSET) {
 		argv_add(&a, "-add-fd");
 		argv_addf(&a, "fd=%d,set=%d", o->ram_fd, o->ram_fdset);
 		argv_add(&a, "-object");
-		argv_addf(&a, "memory-backend-file,id=ram0,size=%uM,mem-path=/dev/fdset/%d,share=on",
+		argv_addf(&a, "memory-backend-file,id=ram0,size=%uM,mem-path=/dev/fdset/%d,share=on,align=2M",
 			  vm->memory_mib, o->ram_fdset);
 	} else {
 		argv_add(&a, "-object");
-		argv_addf(&a, "memory-backend-file,id=ram0,size=%uM,mem-path=/proc/self/fd/%d,share=on",
+		argv_addf(&a, "memory-backend-file,id=ram0,size=%uM,mem-path=/proc/self/fd/%d,share=on,align=2M",
 			  vm->memory_mib, o->ram_fd);
 	}
 

@@ -146,7 +146,7 @@ def test_argv_tiny():
         QEMU, "-name", "tiny", "-nodefaults", "-no-user-config", "-display", "none",
         "-machine", "q35,memory-backend=ram0", "-accel", "tcg", "-cpu", "max",
         "-smp", "1", "-m", "32M",
-        "-object", "memory-backend-file,id=ram0,size=32M,mem-path=/proc/self/fd/5,share=on",
+        "-object", "memory-backend-file,id=ram0,size=32M,mem-path=/proc/self/fd/5,share=on,align=2M",
         "-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
         "-chardev", "socket,id=ser0,fd=4,server=off", "-serial", "chardev:ser0",
     ]
@@ -159,14 +159,14 @@ def test_argv_options_and_auto():
     assert out[out.index("-accel") + 1] == "kvm"
     i = out.index("-add-fd")
     assert out[i:i + 4] == ["-add-fd", "fd=5,set=1", "-object",
-                            "memory-backend-file,id=ram0,size=1024M,mem-path=/dev/fdset/1,share=on"]
+                            "memory-backend-file,id=ram0,size=1024M,mem-path=/dev/fdset/1,share=on,align=2M"]
     assert out[-4:] == ["-kernel", "/state/guest/vm0.elf", "-drive",
                         "file=/state/guest/vm0.img,format=raw,if=virtio,id=disk0"]
     # accel "auto" follows /dev/kvm; ram_backing "auto" is procfd.
     p = run("argv", data("full.json"), "vm0")
     out = p.stdout.splitlines()
     assert out[out.index("-accel") + 1] == ("kvm" if kvm_works() else "tcg")
-    assert "memory-backend-file,id=ram0,size=1024M,mem-path=/proc/self/fd/5,share=on" in out
+    assert "memory-backend-file,id=ram0,size=1024M,mem-path=/proc/self/fd/5,share=on,align=2M" in out
     assert "-add-fd" not in out
 
 

@@ -671,7 +671,7 @@ static void test_argv_procfd(void **state)
 		"/usr/bin/qemu-system-x86_64", "-name", "vm0", "-nodefaults", "-no-user-config",
 		"-display", "none", "-machine", "q35,memory-backend=ram0", "-accel", "tcg",
 		"-cpu", "max", "-smp", "2", "-m", "64M",
-		"-object", "memory-backend-file,id=ram0,size=64M,mem-path=/proc/self/fd/5,share=on",
+		"-object", "memory-backend-file,id=ram0,size=64M,mem-path=/proc/self/fd/5,share=on,align=2M",
 		"-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
 		"-chardev", "socket,id=ser0,fd=4,server=off", "-serial", "chardev:ser0", NULL });
 	vmconf_argv_free(argv);
@@ -684,7 +684,7 @@ static void test_argv_procfd(void **state)
 		"/usr/bin/qemu-system-x86_64", "-name", "vm0", "-nodefaults", "-no-user-config",
 		"-display", "none", "-machine", "q35,memory-backend=ram0", "-accel", "kvm",
 		"-cpu", "max", "-smp", "2", "-m", "64M",
-		"-object", "memory-backend-file,id=ram0,size=64M,mem-path=/proc/self/fd/5,share=on",
+		"-object", "memory-backend-file,id=ram0,size=64M,mem-path=/proc/self/fd/5,share=on,align=2M",
 		"-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control", NULL });
 	vmconf_argv_free(argv);
 	vmconf_free(c);
@@ -708,7 +708,7 @@ static void test_argv_fdset_full(void **state)
 		"-display", "none", "-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "kvm",
 		"-cpu", "Haswell,+vmx", "-smp", "2", "-m", "1024M",
 		"-add-fd", "fd=7,set=2",
-		"-object", "memory-backend-file,id=ram0,size=1024M,mem-path=/dev/fdset/2,share=on",
+		"-object", "memory-backend-file,id=ram0,size=1024M,mem-path=/dev/fdset/2,share=on,align=2M",
 		"-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
 		"-chardev", "socket,id=ser0,fd=4,server=off", "-serial", "chardev:ser0",
 		"-kernel", "/state/guest/vm0.elf", "-initrd", "/state/guest/vm0.cpio",
