@@ -14,7 +14,8 @@ pkgs="musl-tools dpkg-dev autoconf automake libtool pkg-config cmake
       xz-utils zstd e2fsprogs libcmocka-dev libkmod-dev libblkid-dev
       libjson-c-dev clang cppcheck clang-tidy gnuplot-nox socat python3
       kmod file python3-pytest lz4
-      ninja-build libglib2.0-dev libseccomp-dev python3-venv"
+      ninja-build libglib2.0-dev libseccomp-dev python3-venv
+      iproute2"  # ip netns: the host networking tests
 # Our QEMU's build (initramfs/build-qemu.sh) needs meson >= 1.5: bookworm has 1.0.
 MESON_MIN=1.5
 qemu_pkgs="qemu-system-x86 qemu-utils"
