@@ -309,7 +309,9 @@ static int qmp_up(struct vm *vm)
 
 int vm_wait_qmp(struct vm *vm, char *err, size_t errlen)
 {
-	uint64_t deadline = now_ms() + VM_QMP_TIMEOUT;
+	/* From the fork, not from this call: QEMUs forked together are waited
+	 * for one after another, and n hung ones must not cost n times 30 s. */
+	uint64_t deadline = vm->started_ms + VM_QMP_TIMEOUT;
 	char e[160] = "";
 	int r = 0;
 

@@ -159,8 +159,8 @@ int vm_cont(struct vm *vm);
  * (vm_set_ram). The VM is wanted running from here. */
 int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen);
 /* A QEMU started to restore is forked without waiting for it (several start
- * side by side): this waits for its QMP greeting and capabilities, at most
- * 30 s. On failure QEMU is ended, the VM failed, err says why. */
+ * side by side): this waits for its QMP greeting and capabilities, until
+ * 30 s after its fork. On failure QEMU is ended, the VM failed, err says why. */
 int vm_wait_qmp(struct vm *vm, char *err, size_t errlen);
 /* Restore state_fd into the QEMU vm_spawn_restore started and make sure the
  * guest runs (the state is not changed: the caller says why it runs). */
