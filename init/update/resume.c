@@ -24,7 +24,7 @@
 
 struct rvm {                    /* one VM of the manifest */
 	struct vm *vm;
-	const struct handoff_vm *m;
+	struct handoff_vm *m;       /* its saved config moves to the VM */
 	int session, state_fd;
 	bool ok;
 	bool begun;                 /* its migrate-incoming is under way */
@@ -219,7 +219,10 @@ static bool run_saved_machine(struct rvm *x)
 		return true;
 	if (handoff_vm_machine(x->m, &mach, x->why, sizeof(x->why)) < 0)
 		return false;
-	if ((r = vm_run_saved_machine(x->vm, mach, &x->m->saved->vms[0])) < 0) {
+	/* The manifest's copy of the config goes with the VM (no copy made). */
+	r = vm_run_saved_machine(x->vm, mach, x->m->saved);
+	x->m->saved = NULL;
+	if (r < 0) {
 		snprintf(x->why, sizeof(x->why), "the saved machine: %s", strerror(-r));
 		return false;
 	}
@@ -249,7 +252,7 @@ static void release_session(struct resume *R, const char *name)
 static void spawn_all(struct resume *R)
 {
 	for (size_t i = 0; i < R->h->n_vms; i++) {
-		const struct handoff_vm *m = &R->h->vms[i];
+		struct handoff_vm *m = &R->h->vms[i];
 		struct vm *vm = vm_find(R->c->vms, R->c->n_vms, m->name);
 		/* The recorded accelerator, backing and confinement, never re-resolved. */
 		struct vm_machine mach = { accel_from(m->accel), ram_from(m->ram_backing), R->h->sandbox != 0 };

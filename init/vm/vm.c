@@ -96,35 +96,23 @@ void vm_free(struct vm *vm)
 	free(vm);
 }
 
-int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmconf_vm *as_configured)
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, struct vmconf *as_configured)
 {
 	char **pending = NULL;
-	int n;
+	int n = -EINVAL;
 
-	if (!saved || saved->n_vms != 1 || strcmp(saved->vms[0].name, vm->base_conf->name) != 0) {
-		vmconf_free(saved);
-		return -EINVAL;
-	}
-	/* Config against config: the saved machine has its aliases resolved. */
-	n = vmconf_vm_diff(as_configured, vm->base_conf, &pending);
+	if (saved && as_configured && saved->n_vms == 1 && as_configured->n_vms == 1 &&
+	    strcmp(saved->vms[0].name, vm->base_conf->name) == 0)
+		/* Config against config: the saved machine has its aliases resolved. */
+		n = vmconf_vm_diff(&as_configured->vms[0], vm->base_conf, &pending);
 	if (n < 0) {
 		vmconf_free(saved);
+		vmconf_free(as_configured);
 		return n;
 	}
-	{
-		/* Kept for the next update's manifest, which records the config. */
-		struct json_object *j = vmconf_vm_to_json(as_configured);
-		struct vmconf *copy = NULL;
-		if (!j || vmconf_vm_from_json(j, &copy, NULL) < 0) {
-			json_object_put(j);
-			vmconf_strv_free(pending);
-			vmconf_free(saved);
-			return -ENOMEM;
-		}
-		json_object_put(j);
-		vmconf_free(vm->saved_conf);
-		vm->saved_conf = copy;
-	}
+	/* Kept for the next update's manifest, which records the config. */
+	vmconf_free(vm->saved_conf);
+	vm->saved_conf = as_configured;
 	vmconf_free(vm->saved);
 	vmconf_strv_free(vm->config_pending);
 	vm->saved = saved;

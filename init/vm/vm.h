@@ -81,12 +81,13 @@ const char *vm_qemu_version(const struct vm *vm); /* the running QEMU's, "" unti
  * when it cannot tell. */
 int vm_resolve_names(struct vm *vm, char *machine, size_t mlen, char *cpu, size_t clen, char *err, size_t errlen);
 
-/* After a kexec: the VM runs on `saved` (one VM, owned by the VM from now),
- * the machine its guest was saved on, until its next cold start, when the
- * configuration applies again; status lists where the configuration differs
- * from as_configured, the saved VM's config before its names were resolved
- * (config_pending). -EINVAL when saved is not this VM's. */
-int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, const struct vmconf_vm *as_configured);
+/* After a kexec: the VM runs on `saved`, the machine its guest was saved on,
+ * until its next cold start, when the configuration applies again; status
+ * lists where the configuration differs from as_configured, that machine's
+ * config before its names were resolved (config_pending). Both hold one VM
+ * and are the VM's from now on (freed on failure too). -EINVAL when they are
+ * not this VM's. */
+int vm_run_saved_machine(struct vm *vm, struct vmconf *saved, struct vmconf *as_configured);
 /* The config the VM's QEMU was started from, aliases unresolved: the
  * saved machine's after a restore (until the next cold start), else the
  * configuration's. What an update's manifest records. */
