@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@
 #include "pid1/watchdog.h"
 #include "supervisor/supervisor.h"
 #include "pid1/tsc.h"
+#include "update/handoff.h"
+#include "update/update.h"
 
 #define STATE_DIR       "/state"
 #define STATE_TIMEOUT   10000
@@ -130,6 +133,8 @@ static int pid1_main(void)
 	static struct cmdline cl;
 	static char dev[256], fstype[32], config[4096];
 	static struct sup_opts o;
+	struct handoff *early;
+	char err[512];
 	char **names = NULL, **extra = NULL, **loaded = NULL, **failed = NULL;
 	size_t n = 0;
 	int r, fd;
@@ -170,6 +175,15 @@ static int pid1_main(void)
 	 * driver's probe reloaded it with its own heartbeat). */
 	(void)watchdog_start(WATCHDOG_DEVICE, (unsigned)cl.watchdog);
 
+	/* After a kexec the manifest may be in LUO: then only the modules the
+	 * restore needs are loaded now, the rest once the guests run. */
+	early = calloc(1, sizeof(*early));
+	if (early && (r = update_early_manifest(early, err, sizeof(err))) < 0) {
+		if (r != -ENOENT)
+			log_warn("update: the manifest's LUO copy: %s (reading the one on /state)", err);
+		free(early);
+		early = NULL;
+	}
 	/* Modules: the initramfs's list, then the command line's. */
 	if ((r = modules_read_list(MODULES_LIST, &names)) < 0 && r != -ENOENT)
 		log_errno(LOG_WARN, r, "%s", MODULES_LIST);
@@ -183,12 +197,23 @@ static int pid1_main(void)
 		if (all) {
 			for (size_t i = 0; i < a; i++) all[n++] = names[i];
 			for (size_t i = 0; i < b; i++) all[n++] = extra[i];
-			r = modules_load(NULL, all, n, &loaded, &failed);
+			if (early) {
+				const char *first[HANDOFF_MAX_MODULES];
+				for (size_t i = 0; i < early->n_modules; i++)
+					first[i] = early->modules[i];
+				log_info("update: manifest %016" PRIx64 " from LUO: %zu module(s) before the restore, "
+					 "the rest after", early->generation, early->n_modules);
+				r = modules_load(NULL, first, early->n_modules, &loaded, &failed);
+				o.modules_later = all; /* kept for the supervisor */
+				o.n_modules_later = n;
+			} else {
+				r = modules_load(NULL, all, n, &loaded, &failed);
+				free(all);
+			}
 			if (r < 0)
 				log_errno(LOG_ERR, r, "kernel modules");
 			else if (r > 0)
 				log_warn("%d module(s) could not be loaded", r);
-			free(all);
 		}
 	}
 	watchdog_feed();
@@ -200,6 +225,7 @@ static int pid1_main(void)
 	o.modules_loaded = loaded;
 	o.modules_failed = failed;
 	o.liveupdate_cmdline = cl.liveupdate_on;
+	o.early_manifest = early;
 	o.test_faults = cl.test_faults;
 	if (cl.test_faults)
 		log_warn("luoinit.test_faults=1: update accepts fault= (test switch)");

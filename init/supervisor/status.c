@@ -177,6 +177,8 @@ json_object *sup_status(const struct sup *s)
 	json_object_object_add(o, "memory", memory_json());
 	json_object_object_add(o, "thp_shmem", s->o.thp_shmem ? json_object_new_string(s->o.thp_shmem) : NULL);
 	json_object_object_add(o, "kexec_ms", s->kexec_ms > 0 ? json_object_new_double(s->kexec_ms) : NULL);
+	json_object_object_add(o, "resume_manifest",
+			       s->resume_manifest ? json_object_new_string(s->resume_manifest) : NULL);
 	json_object_object_add(o, "last_update_error",
 			       s->update_error[0] ? json_object_new_string(s->update_error) : NULL);
 	json_object_object_add(o, "sandbox", json_object_new_boolean(s->host.sandbox));

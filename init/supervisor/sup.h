@@ -24,6 +24,7 @@ struct sup {
 	int fdset_probe;            /* 1, 0, or negative errno (null in status) */
 	char update_error[512];
 	double kexec_ms;            /* this boot's kexec, 0 on a cold boot */
+	const char *resume_manifest; /* where this boot read the manifest: "luo", "state", NULL */
 	int hang;                   /* x-hang asked (SUP_HANG_*), done by the loop; 0 */
 };
 

@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 
 #include "net/net.h"
+#include "pid1/cmdline.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
+#include "pid1/modules.h"
 #include "pid1/watchdog.h"
 
 static struct sup S = { .port_timer = -1, .fdset_probe = -ENOENT /* status: null until a probe ran */ };
@@ -75,10 +77,34 @@ static void resume_update(void)
 
 	if (!S.o.pid1)
 		return;
-	update_resume(&S.update, &res);
+	update_resume(&S.update, S.o.early_manifest, &res);
+	S.o.early_manifest = NULL;
+	S.resume_manifest = res.manifest;
 	S.kexec_ms = res.kexec_ms;
 	if (res.error[0])
 		set_update_error(res.error);
+}
+
+/* The modules the restore did not need, now that the guests run (the
+ * earlier ones again too: the status lists them all). */
+static void load_later_modules(void)
+{
+	char **loaded = NULL, **failed = NULL;
+	int r;
+
+	if (!S.o.modules_later)
+		return;
+	r = modules_load(NULL, S.o.modules_later, S.o.n_modules_later, &loaded, &failed);
+	S.o.modules_later = NULL;
+	if (r < 0) {
+		log_errno(LOG_ERR, r, "kernel modules");
+		return;
+	}
+	log_info("modules: the rest loaded after the restore%s", r > 0 ? " (some could not be loaded)" : "");
+	cmdline_list_free(S.o.modules_loaded);
+	cmdline_list_free(S.o.modules_failed);
+	S.o.modules_loaded = loaded;
+	S.o.modules_failed = failed;
 }
 
 /* The others start side by side: vm_start does not wait for QEMU. */
@@ -138,6 +164,8 @@ int sup_run(void)
 		.boot_tsc = S.o.boot_tsc,
 	};
 	resume_update();
+	watchdog_feed();
+	load_later_modules();
 	watchdog_feed();
 	sup_probe_qemu(&S);
 	watchdog_feed();

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct handoff;
 struct json_object;
 struct update_req;
 struct vm;
@@ -27,6 +28,11 @@ struct sup_opts {
 	bool state_mounted;
 	char **modules_loaded;      /* NULL-terminated, or NULL */
 	char **modules_failed;
+	/* After a kexec with the manifest in LUO: the manifest (taken over),
+	 * and the modules left to load once the VMs are restored. */
+	struct handoff *early_manifest;
+	const char *const *modules_later;
+	size_t n_modules_later;
 	bool liveupdate_cmdline;
 	const char *thp_shmem;      /* shmem_enabled in effect (pid1/thp.h), NULL in --host mode */
 	double boot_realtime_ms;    /* CLOCK_REALTIME when this init started */

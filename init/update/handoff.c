@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HANDOFF_MAX_SIZE (256 * 1024)
 
 #include "pid1/log.h"
 
@@ -168,13 +167,10 @@ void handoff_free(struct handoff *h)
 	}
 }
 
-int handoff_write(const char *dir, const struct handoff *h)
+char *handoff_text(const struct handoff *h)
 {
-	char path[512], tmp[512], gen[24];
+	char gen[24], *text;
 	json_object *o = json_object_new_object(), *vms = json_object_new_array();
-	const char *text;
-	size_t len;
-	int fd, r = 0;
 
 	snprintf(gen, sizeof(gen), "%016" PRIx64, h->generation);
 	json_object_object_add(o, "version", json_object_new_int(HANDOFF_VERSION));
@@ -218,9 +214,27 @@ int handoff_write(const char *dir, const struct handoff *h)
 			json_object_array_add(held, json_object_new_string(h->held[i]));
 		json_object_object_add(o, "held", held);
 	}
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	len = strlen(text);
+	if (h->n_modules) {
+		json_object *mods = json_object_new_array();
+		for (size_t i = 0; i < h->n_modules; i++)
+			json_object_array_add(mods, json_object_new_string(h->modules[i]));
+		json_object_object_add(o, "restore_modules", mods);
+	}
+	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+	json_object_put(o);
+	return text;
+}
 
+int handoff_write(const char *dir, const struct handoff *h)
+{
+	char path[512], tmp[512];
+	char *text = handoff_text(h);
+	size_t len;
+	int fd, r = 0;
+
+	if (!text)
+		return -ENOMEM;
+	len = strlen(text);
 	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
 	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, HANDOFF_FILE);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -249,7 +263,7 @@ int handoff_write(const char *dir, const struct handoff *h)
 	if (r < 0)
 		(void)unlink(tmp);
 out:
-	json_object_put(o);
+	free(text);
 	return r;
 }
 
@@ -354,6 +368,31 @@ static int parse_machine(json_object *j, struct handoff_vm *m, const char *where
 	return 0;
 }
 
+/* An optional array of at most max names ([A-Za-z0-9_-], each shorter than
+ * size) into the rows of size bytes at out. */
+static int get_names(json_object *o, const char *k, char *out, size_t size, size_t max, size_t *n, char *err,
+		     size_t errlen)
+{
+	json_object *v;
+
+	*n = 0;
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > max)
+		return bad(err, errlen, "%s: expected an array of at most %zu names", k, max);
+	for (size_t i = 0; i < json_object_array_length(v); i++) {
+		json_object *j = json_object_array_get_idx(v, i);
+		const char *s = json_object_get_string(j);
+		size_t len = (size_t)json_object_get_string_len(j);
+		if (!json_object_is_type(j, json_type_string) || len == 0 || len >= size ||
+		    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
+			return bad(err, errlen, "%s[%zu]: expected a name", k, i);
+		memcpy(out + *n * size, s, len + 1);
+		(*n)++;
+	}
+	return 0;
+}
+
 static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 {
 	json_object *v, *vms;
@@ -426,19 +465,14 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		if (h->version >= 2 && parse_machine(j, m, where, err, errlen) < 0)
 			return -EINVAL;
 	}
-	/* "held" came later: a manifest without it holds nothing back. */
+	/* "held" and "restore_modules" came later: optional. */
 	h->n_held = 0;
-	if (json_object_object_get_ex(o, "held", &v)) {
-		if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > HANDOFF_MAX_VMS)
-			return bad(err, errlen, "held: expected an array of at most %d names", HANDOFF_MAX_VMS);
-		for (size_t i = 0; i < json_object_array_length(v); i++) {
-			json_object *j = json_object_array_get_idx(v, i);
-			if (!json_object_is_type(j, json_type_string) ||
-			    json_object_get_string_len(j) >= (int)sizeof(h->held[0]) || json_object_get_string_len(j) == 0)
-				return bad(err, errlen, "held[%zu]: expected a VM name", i);
-			snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", json_object_get_string(j));
-		}
-	}
+	if (get_names(o, "held", h->held[0], sizeof(h->held[0]), HANDOFF_MAX_VMS, &h->n_held, err, errlen) < 0)
+		return -EINVAL;
+	h->n_modules = 0;
+	if (get_names(o, "restore_modules", h->modules[0], sizeof(h->modules[0]), HANDOFF_MAX_MODULES, &h->n_modules,
+		      err, errlen) < 0)
+		return -EINVAL;
 	return 0;
 }
 
@@ -459,6 +493,37 @@ int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen)
 	o = json_object_from_file(path);
 	if (!o)
 		return bad(err, errlen, "%s: not valid JSON", path);
+	memset(ret, 0, sizeof(*ret));
+	r = parse(o, ret, err, errlen);
+	json_object_put(o);
+	if (r < 0)
+		handoff_free(ret);
+	return r;
+}
+
+int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	size_t end;
+	int r;
+
+	if (len > HANDOFF_MAX_SIZE)
+		return bad(err, errlen, "larger than %d bytes", HANDOFF_MAX_SIZE);
+	tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	/* One complete JSON value and nothing but white space after it. */
+	end = o && json_tokener_get_error(tok) == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
+	while (end && end < len && strchr(" \t\r\n", text[end]) && text[end])
+		end++;
+	if (!o || end != len) {
+		json_object_put(o);
+		json_tokener_free(tok);
+		return bad(err, errlen, "not valid JSON");
+	}
+	json_tokener_free(tok);
 	memset(ret, 0, sizeof(*ret));
 	r = parse(o, ret, err, errlen);
 	json_object_put(o);

@@ -11,6 +11,13 @@
 
 #define HANDOFF_FILE    "handoff.json"
 #define HANDOFF_MAX_VMS 64
+#define HANDOFF_MAX_MODULES 16
+#define HANDOFF_MAX_SIZE (256 * 1024)
+/* LUO mode: the manifest also travels in a session of its own (a VM name
+ * cannot hold ':'), one sealed memfd, so the new init has it before it
+ * loads modules or mounts /state. */
+#define HANDOFF_SESSION "luoinit:handoff"
+#define HANDOFF_TOKEN   1
 /* 1: no machine record (restores trusted the current config); 2: each VM's
  * saved machine and its disks' identities. An init reads every version up to
  * its own and refuses a newer one (handoff_read: -EPROTONOSUPPORT). */
@@ -47,6 +54,11 @@ struct handoff {
 	struct handoff_vm vms[HANDOFF_MAX_VMS];
 	size_t n_held;             /* VMs the operator had stopped: they stay so */
 	char held[HANDOFF_MAX_VMS][33];
+	/* Kernel modules the restore needs (the state device's drivers, KVM,
+	 * tun/vhost): loaded first after the kexec, the rest after the restore.
+	 * Optional (absent in older manifests). */
+	size_t n_modules;
+	char modules[HANDOFF_MAX_MODULES][64];
 };
 
 static inline uint64_t handoff_ram_token(const struct handoff *h) { return h->generation; }
@@ -64,8 +76,12 @@ int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *er
 /* Free what handoff_read or handoff_vm_save_machine allocated. */
 void handoff_free(struct handoff *h);
 
+/* The manifest as JSON text (the caller frees it), NULL when out of memory. */
+char *handoff_text(const struct handoff *h);
 /* Write DIR/handoff.json atomically: tmp, fsync, rename, fsync of DIR. */
 int handoff_write(const char *dir, const struct handoff *h);
+/* Parse and validate len bytes of text (errors as handoff_read's). */
+int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, size_t errlen);
 /* Read and validate; -ENOENT when there is none, -EINVAL (err says what)
  * when it is corrupt, -EPROTONOSUPPORT when a newer luoinit wrote it. */
 int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen);

@@ -389,7 +389,58 @@ static void finish(struct resume *R)
 		(void)handoff_consume(R->dir, R->h);
 }
 
-void update_resume(const struct update_ctx *c, struct update_resume_result *ret)
+int update_early_manifest(struct handoff *h, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int devfd, sfd = -1, fd = -1, r;
+
+	devfd = luo_open();
+	if (devfd < 0)
+		return -ENOENT;
+	sfd = luo_retrieve_session(devfd, HANDOFF_SESSION);
+	if (sfd < 0) {
+		r = sfd == -ENOENT ? -ENOENT : sfd;
+		snprintf(err, errlen, "LUO session %s: %s", HANDOFF_SESSION, strerror(-r));
+		goto out;
+	}
+	fd = luo_retrieve_fd(sfd, HANDOFF_TOKEN);
+	if (fd < 0) {
+		r = fd;
+		snprintf(err, errlen, "RETRIEVE_FD of the manifest: %s", strerror(-r));
+		goto out;
+	}
+	buf = malloc(HANDOFF_MAX_SIZE + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = pread(fd, buf + len, HANDOFF_MAX_SIZE + 1 - len, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, errlen, "reading the manifest's memfd: %s", strerror(errno));
+			goto out;
+		}
+		if (n == 0 || (len += (size_t)n) > HANDOFF_MAX_SIZE)
+			break;
+	}
+	r = handoff_parse(buf, len, h, err, errlen);
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (sfd >= 0) {
+		(void)luo_finish(sfd); /* the copy is read: free it */
+		close(sfd);
+	}
+	close(devfd);
+	return r;
+}
+
+void update_resume(const struct update_ctx *c, struct handoff *early, struct update_resume_result *ret)
 {
 	struct resume R = { .c = c, .devfd = -1 };
 	char err[512];
@@ -407,17 +458,27 @@ void update_resume(const struct update_ctx *c, struct update_resume_result *ret)
 		}
 		goto out;
 	}
-	R.h = calloc(1, sizeof(*R.h));
 	R.rv = calloc(HANDOFF_MAX_VMS, sizeof(*R.rv));
-	if (!R.h || !R.rv)
+	if (!R.rv)
 		goto out;
 	snprintf(R.dir, sizeof(R.dir), "%s/luoinit", c->state_dir);
-	r = handoff_read(R.dir, R.h, err, sizeof(err));
-	if (r == -ENOENT)
-		goto out;
-	if (r < 0) {
-		refuse_manifest(&R, err);
-		goto out;
+	if (early) {
+		/* The same bytes as the file (update.c), read before /state. */
+		R.h = early;
+		early = NULL;
+		ret->manifest = "luo";
+	} else {
+		R.h = calloc(1, sizeof(*R.h));
+		if (!R.h)
+			goto out;
+		r = handoff_read(R.dir, R.h, err, sizeof(err));
+		if (r == -ENOENT)
+			goto out;
+		if (r < 0) {
+			refuse_manifest(&R, err);
+			goto out;
+		}
+		ret->manifest = "state";
 	}
 	R.luo = strcmp(R.h->mode, "luo") == 0;
 	time_kexec(&R);
@@ -430,6 +491,10 @@ void update_resume(const struct update_ctx *c, struct update_resume_result *ret)
 	finish(&R);
 out:
 	snprintf(ret->error, sizeof(ret->error), "%s", R.stale);
+	if (early) {
+		handoff_free(early);
+		free(early);
+	}
 	if (R.devfd >= 0)
 		close(R.devfd);
 	if (R.h)

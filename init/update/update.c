@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -27,6 +28,7 @@
 #include "pid1/mounts.h"
 #include "pid1/statefs.h"
 #include "pid1/tsc.h"
+#include "pid1/modneed.h"
 #include "pid1/watchdog.h"
 #include "update/fault.h"
 #include "pid1/event.h"
@@ -64,13 +66,14 @@ static struct {
 	bool saving;                /* the blackout is saving: a rollback cancels the saves */
 	bool manifest_written;      /* a rollback removes it again */
 	int devfd;
+	int manifest_session, manifest_fd; /* the manifest's own LUO copy, -1 */
 	uint64_t generation;
 	double tsc_hz;
 	const struct fault *fault;
 	char dir[200];              /* /state/luoinit */
 	size_t n;
 	struct pvm p[HANDOFF_MAX_VMS];
-} U = { .devfd = -1 };
+} U = { .devfd = -1, .manifest_session = -1, .manifest_fd = -1 };
 
 /* The manifest of the blackout (static: it cannot fail to be there). */
 static struct handoff manifest;
@@ -326,6 +329,11 @@ static void undo_start(void)
 			(void)unlink(U.p[i].path);
 		U.p[i].path[0] = 0;
 	}
+	if (U.manifest_session >= 0)
+		close(U.manifest_session);
+	if (U.manifest_fd >= 0)
+		close(U.manifest_fd);
+	U.manifest_session = U.manifest_fd = -1;
 	if (U.devfd >= 0)
 		close(U.devfd);
 	U.devfd = -1;
@@ -482,6 +490,68 @@ static int manifest_vm(const struct pvm *p, struct handoff_vm *m, char *what, si
 	return handoff_vm_save_machine(m, vm_conf_as_configured(p->vm), what, len);
 }
 
+/* The modules the new init must load before it can restore: the drivers
+ * under /state (the guests' files live there), KVM when a guest runs on it,
+ * tun and vhost-net for NICs. modneed keeps only loadable ones now loaded. */
+static void restore_modules(const struct update_ctx *c, struct handoff *h)
+{
+	static const char *const kvm[] = { "kvm_intel", "kvm_amd", "kvm" };
+	static const char *const net[] = { "tun", "vhost_net", "vhost", "vhost_iotlb", "bridge" };
+	bool on_kvm = false, nics = false;
+	struct stat st;
+
+	if (c->state_device && stat(c->state_device, &st) == 0 && S_ISBLK(st.st_mode))
+		modneed_blockdev("/sys", st.st_rdev, h->modules, HANDOFF_MAX_MODULES, &h->n_modules);
+	for (size_t i = 0; i < h->n_vms; i++) {
+		on_kvm |= strcmp(h->vms[i].accel, "kvm") == 0;
+		nics |= h->vms[i].saved && h->vms[i].saved->vms[0].n_nics > 0;
+	}
+	for (size_t i = 0; on_kvm && i < sizeof(kvm) / sizeof(kvm[0]); i++)
+		modneed_add("/sys", kvm[i], h->modules, HANDOFF_MAX_MODULES, &h->n_modules);
+	for (size_t i = 0; nics && i < sizeof(net) / sizeof(net[0]); i++)
+		modneed_add("/sys", net[i], h->modules, HANDOFF_MAX_MODULES, &h->n_modules);
+}
+
+/* LUO: the manifest file's bytes also go into a session of their own, so
+ * the new init reads them before /state is there. Not fatal: the file is
+ * the fallback. */
+static void preserve_manifest(void)
+{
+	char path[300], buf[8192];
+	ssize_t n;
+	int r = 0, fd;
+
+	snprintf(path, sizeof(path), "%s/%s", U.dir, HANDOFF_FILE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	U.manifest_fd = memfd_create("luoinit-handoff", MFD_CLOEXEC);
+	if (fd < 0 || U.manifest_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (r == 0 && (n = read(fd, buf, sizeof(buf))) != 0) {
+		ssize_t w;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		w = write(U.manifest_fd, buf, (size_t)n); /* a memfd: all or an error */
+		if (w != n)
+			r = w < 0 ? -errno : -EIO;
+	}
+	if (r < 0)
+		goto out;
+	U.manifest_session = luo_create_session(U.devfd, HANDOFF_SESSION);
+	r = U.manifest_session < 0 ? U.manifest_session
+				   : luo_preserve_fd(U.manifest_session, U.manifest_fd, HANDOFF_TOKEN);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		log_errno(LOG_WARN, r, "update: the manifest's LUO copy (the new init reads %s instead)", path);
+}
+
 static int step_write_manifest(const struct update_ctx *c, char *what, size_t len)
 {
 	struct handoff *h = &manifest;
@@ -501,6 +571,7 @@ static int step_write_manifest(const struct update_ctx *c, char *what, size_t le
 	for (size_t i = 0; i < c->n_vms && h->n_held < HANDOFF_MAX_VMS; i++)
 		if (!vm_wanted(c->vms[i]) && !vm_pid(c->vms[i]))
 			snprintf(h->held[h->n_held++], sizeof(h->held[0]), "%s", vm_name(c->vms[i]));
+	restore_modules(c, h);
 	(void)FAULT(MANIFEST, h);
 	h->tsc_hz = U.tsc_hz;
 	h->sandbox = c->host->sandbox;
@@ -513,6 +584,8 @@ static int step_write_manifest(const struct update_ctx *c, char *what, size_t le
 	}
 	U.manifest_written = true;
 	(void)FAULT(MANIFEST_WRITTEN, U.dir);
+	if (U.luo)
+		preserve_manifest();
 	return 0;
 }
 

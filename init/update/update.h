@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct handoff;
 struct json_object;
 struct vm;
 struct vm_host;
@@ -50,10 +51,17 @@ int update_run_pending(const struct update_ctx *c, char *err, size_t errlen);
 struct update_resume_result {
 	double kexec_ms;            /* this boot's kexec, 0 on a cold boot */
 	char error[512];            /* what was set aside and why, or "" */
+	const char *manifest;       /* where it was read: "luo", "state", or NULL (none) */
 };
+/* First thing after a kexec, before modules and /state: the manifest's LUO
+ * copy (HANDOFF_SESSION), parsed into *h. 0; -ENOENT when there is none
+ * (cold boot, LUO off, full-RAM mode); another -errno with err when it is
+ * there but unusable (update_resume then reads the file). */
+int update_early_manifest(struct handoff *h, char *err, size_t errlen);
 /* After a kexec (at start-up, before VMs start): restore the VMs of the
- * manifest on their preserved RAM. VMs it restored are running on return;
- * those the operator had stopped are held (vm_held). */
-void update_resume(const struct update_ctx *c, struct update_resume_result *ret);
+ * manifest on their preserved RAM, from early (update_early_manifest's,
+ * taken over and freed) or else from /state. VMs it restored are running on
+ * return; those the operator had stopped are held (vm_held). */
+void update_resume(const struct update_ctx *c, struct handoff *early, struct update_resume_result *ret);
 
 #endif

@@ -156,6 +156,13 @@ def test_two_live_updates_luo(app):
         assert lu["blackout_ms"] > 0 and lu["phases"]["kexec_ms"] > 0, lu
         assert st.get("last_update_error") is None, st
         assert st["pid1"] is True
+        # The manifest came through LUO, before /state; the modules the
+        # restore did not need (the appliance's virtio_rng) came after it.
+        assert st["resume_manifest"] == "luo", st
+        assert "virtio_rng" in st["modules_loaded"], st["modules_loaded"]
+        log = open(app.console, errors="replace").read().split("luoinit starting")[-1]
+        assert "module(s) before the restore, the rest after" in log, log[-3000:]
+        assert log.index("live update done") < log.index("the rest loaded after the restore"), log[-3000:]
         assert_continued(app, b0)
         print(f"update {round_ + 1}: blackout {lu['blackout_ms']:.0f} ms, phases {lu['phases']}, "
               f"vmstate {lu['vmstate_bytes']} bytes")
@@ -246,6 +253,7 @@ def test_fallback_full_ram():
         assert rep.get("mode") == "full-ram", rep
         lu = vm0(st)["last_update"]
         assert lu["mode"] == "full-ram", lu
+        assert st["resume_manifest"] == "state", st  # no LUO: the file on /state
         # The whole RAM went through the stream (its non-zero pages at least).
         assert lu["ram_transferred"] > 8 * 1024 * 1024, lu
         assert_continued(a, b0)

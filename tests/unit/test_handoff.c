@@ -109,6 +109,52 @@ static void test_round_trip(void **state)
 	handoff_free(&b);
 }
 
+/* The LUO copy: the same text parsed from memory, with the modules the
+ * restore needs; a cut or padded copy, or a bad module name, is refused. */
+static void test_parse_text(void **state)
+{
+	struct handoff a, b;
+	char err[256] = "", *text, *bad;
+	size_t len;
+	(void)state;
+
+	sample(&a);
+	a.n_modules = 2;
+	snprintf(a.modules[0], sizeof(a.modules[0]), "virtio_blk");
+	snprintf(a.modules[1], sizeof(a.modules[1]), "kvm-intel");
+	text = handoff_text(&a);
+	assert_non_null(text);
+	len = strlen(text);
+	assert_int_equal(handoff_parse(text, len, &b, err, sizeof(err)), 0);
+	assert_true(a.generation == b.generation);
+	assert_int_equal(b.n_vms, 2);
+	assert_non_null(b.vms[1].saved);
+	assert_int_equal(b.n_modules, 2);
+	assert_string_equal(b.modules[1], "kvm-intel");
+	handoff_free(&b);
+	/* trailing white space is fine, anything else is not */
+	bad = malloc(len + 3);
+	assert_non_null(bad);
+	memcpy(bad, text, len);
+	memcpy(bad + len, " \n", 2);
+	assert_int_equal(handoff_parse(bad, len + 2, &b, err, sizeof(err)), 0);
+	handoff_free(&b);
+	memcpy(bad + len, "x", 1);
+	assert_int_equal(handoff_parse(bad, len + 1, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not valid JSON"));
+	/* cut in half, as a torn copy */
+	assert_int_equal(handoff_parse(text, len / 2, &b, err, sizeof(err)), -EINVAL);
+	free(bad);
+	free(text);
+	/* a module name that is not one */
+	snprintf(a.modules[1], sizeof(a.modules[1]), "../evil");
+	text = handoff_text(&a);
+	assert_int_equal(handoff_parse(text, strlen(text), &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "restore_modules[1]"));
+	free(text);
+	handoff_free(&a);
+}
+
 static void test_generation(void **state)
 {
 	(void)state;
@@ -420,6 +466,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_without_held, setup, teardown),
+		cmocka_unit_test(test_parse_text),
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
