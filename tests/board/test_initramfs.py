@@ -123,6 +123,9 @@ def test_listing_has_init_qemu_libs_modules(two_builds):
         assert f"usr/share/qemu/{fw}" in names, fw
     assert not any(n.startswith("usr/share/seabios") for n in names)
     assert_ldd_closure(names, QEMU)
+    # /init is luoinit stripped of its debug info (build/luoinit keeps it)
+    init = [ln.split() for ln in lines if ln.split()[-1] == "init"][0]
+    assert 0 < int(init[4]) < os.path.getsize(os.path.join(B, "luoinit")) * 2 // 3, init
     # every entry owned by root with one fixed mtime
     for ln in lines:
         f = ln.split()
