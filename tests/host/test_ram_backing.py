@@ -8,6 +8,8 @@ saves device state only: ram_transferred (QEMU's ram.total of the save) stays
 far below the RAM the guest has filled, and the guest keeps counting.
 """
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -16,6 +18,18 @@ from helpers import beats, boots, vm_config
 
 MiB = 1 << 20
 OUR_QEMU = os.path.join(helpers.B, "qemu", "usr", "bin", "qemu-system-x86_64")
+
+
+def upstream_version(qemu):
+    """What status should say: ours is built from the qemu-src.sh version
+    (1:10.0.13+ds-0+deb13u1 -> 10.0.13), Debian's says it in --version."""
+    if qemu == OUR_QEMU:
+        top = os.path.join(os.path.dirname(__file__), "..", "..")
+        v = subprocess.run(["sh", os.path.join(top, "initramfs", "qemu-src.sh"), "version"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+        return re.match(r"(?:\d+:)?([\d.]+)", v).group(1)
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True, check=True).stdout
+    return re.search(r"version ([\d.]+)", out).group(1)
 MEMORY_MIB = 128
 FILL_MIB = 32  # the heartbeat writes and checks a pattern over this much RAM
 RAM_FD = 5     # the memfd's fd in QEMU (README: "How QEMU is run")
@@ -46,11 +60,11 @@ def assert_maps_the_memfd(pid):
     assert "/memfd:luoinit:vm0" in maps, maps[-2000:]
 
 
-@pytest.mark.parametrize("qemu,backing,version", [
-    pytest.param(OUR_QEMU, "fdset", "10.0.13", id="ours-fdset"),
-    pytest.param(helpers.QEMU, "procfd", "10.0.2", id="debian-procfd"),
+@pytest.mark.parametrize("qemu,backing", [
+    pytest.param(OUR_QEMU, "fdset", id="ours-fdset"),
+    pytest.param(helpers.QEMU, "procfd", id="debian-procfd"),
 ])
-def test_auto_backing_keeps_ram_out_of_the_stream(supervisors, tmpdir_short, qemu, backing, version):
+def test_auto_backing_keeps_ram_out_of_the_stream(supervisors, tmpdir_short, qemu, backing):
     assert os.access(qemu, os.X_OK), f"{qemu} missing: make qemu (or make check-host) builds it"
     s = supervisors(config={"version": 1, "vms": [vm_config(
         "vm0", tmpdir_short, memory_mib=MEMORY_MIB, fill_mib=FILL_MIB, qemu=qemu, ram_backing="auto")]})
@@ -59,7 +73,7 @@ def test_auto_backing_keeps_ram_out_of_the_stream(supervisors, tmpdir_short, qem
     st = s.status()
     assert st["fdset_probe"] is (backing == "fdset"), st["fdset_probe"]
     v = st["vms"][0]
-    assert v["ram_backing"] == backing and v["qemu_version"] == version, v
+    assert v["ram_backing"] == backing and v["qemu_version"] == upstream_version(qemu), v
     assert_ram_args(qemu_argv(v["pid"]), backing)
     assert_maps_the_memfd(v["pid"])
 
