@@ -66,7 +66,7 @@ deb http://deb.debian.org/debian-security bookworm-security main
 deb http://deb.debian.org/debian bookworm-backports main
 EOS
 	set -- -o Dir::Etc::sourcelist="$d/sources.list" -o Dir::Etc::sourceparts=/dev/null \
-	       -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o APT::Sandbox::User=root
+	       -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false
 	apt-get "$@" update -qq
 	# shellcheck disable=SC2086
 	apt-get "$@" install -y -qq --no-install-recommends -t bookworm-backports $bpo

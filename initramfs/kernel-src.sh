@@ -4,7 +4,10 @@
 #   kernel-src.sh unpack SRCDIR                 download (cached) and unpack
 #   kernel-src.sh headers SRCDIR KHDR SYSROOT   UAPI headers into KHDR and SYSROOT
 # The .deb comes through a private apt config (build/apt/sid, binary only);
-# the machine's own apt sources are never touched.
+# the machine's own apt sources are never touched. Check-Valid-Until=false
+# (in every private config here): a mirror frozen at a snapshot serves sid's
+# Release file past its Valid-Until, and apt would refuse it; the signature
+# is still checked and every version is pinned.
 set -eu
 
 KSRC_PKG=linux-source-7.2
@@ -36,7 +39,7 @@ unpack() {
 		echo "deb http://deb.debian.org/debian sid main" > "$apt_dir/sources.list"
 		set -- -o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null \
 		       -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
-		       -o APT::Sandbox::User=root
+		       -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false
 		apt-get "$@" update -qq >> "$log" 2>&1 || fail
 		(cd "$dl" && apt-get "$@" download -qq "$KSRC_PKG=$KSRC_VER") >> "$log" 2>&1 || fail
 	fi

@@ -33,7 +33,7 @@ dl=$build/dl/qemu
 
 set -- -o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null \
        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
-       -o APT::Sandbox::User=root
+       -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false
 
 # The version to build: the pin while the archive has it (a stable point
 # release or security update replaces it there). Decided once, in

@@ -35,7 +35,7 @@ deb-src http://deb.debian.org/debian bookworm-updates main
 EOS
 set -- -o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null \
        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
-       -o APT::Sandbox::User=root
+       -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false
 # Fresh tree every time: the build is short and a half-configured tree lies.
 rm -rf "$src" "$sysroot"
 mkdir -p "$src" "$sysroot/include" "$sysroot/lib/pkgconfig"
