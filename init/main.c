@@ -193,17 +193,22 @@ static int pid1_main(void)
 		size_t a = 0, b = 0;
 		while (names && names[a]) a++;
 		while (extra && extra[b]) b++;
-		const char **all = calloc(a + b + 1, sizeof(*all));
+		/* After a kexec the manifest's modules come first: loaded now,
+		 * and again (a no-op, but listed in status) with the rest. */
+		static char first[HANDOFF_MAX_MODULES][sizeof(early->modules[0])]; /* outlive *early */
+		size_t m = early ? early->n_modules : 0;
+		const char **all = calloc(m + a + b + 1, sizeof(*all));
 		if (all) {
+			for (size_t i = 0; i < m; i++) {
+				memcpy(first[i], early->modules[i], sizeof(first[i]));
+				all[n++] = first[i];
+			}
 			for (size_t i = 0; i < a; i++) all[n++] = names[i];
 			for (size_t i = 0; i < b; i++) all[n++] = extra[i];
 			if (early) {
-				const char *first[HANDOFF_MAX_MODULES];
-				for (size_t i = 0; i < early->n_modules; i++)
-					first[i] = early->modules[i];
 				log_info("update: manifest %016" PRIx64 " from LUO: %zu module(s) before the restore, "
-					 "the rest after", early->generation, early->n_modules);
-				r = modules_load(NULL, first, early->n_modules, &loaded, &failed);
+					 "the rest after", early->generation, m);
+				r = modules_load(NULL, all, m, &loaded, &failed);
 				o.modules_later = all; /* kept for the supervisor */
 				o.n_modules_later = n;
 			} else {
