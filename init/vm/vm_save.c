@@ -22,6 +22,21 @@ static int has_qmp(const struct vm *vm, char *err, size_t errlen)
 	return -ESRCH;
 }
 
+/* QEMU's run state ("running", "paused", "inmigrate", ...) into buf. */
+static int run_state(struct vm *vm, char *buf, size_t len)
+{
+	json_object *r = NULL, *st;
+	char e[128];
+	int rc = qmp_command(vm->qmp, "query-status", NULL, -1, VM_CMD_TIMEOUT, &r, e, sizeof(e));
+
+	if (rc == 0 && json_object_object_get_ex(r, "status", &st))
+		snprintf(buf, len, "%s", json_object_get_string(st));
+	else if (rc == 0)
+		rc = -EPROTO;
+	json_object_put(r);
+	return rc;
+}
+
 int vm_cont(struct vm *vm)
 {
 	json_object *r = NULL, *st;
@@ -89,6 +104,17 @@ int vm_restore_finish(struct vm *vm, char *err, size_t errlen)
 	/* A guest stopped before its save comes back paused. */
 	if (r == 0 && (r = vm_cont(vm)) < 0)
 		snprintf(err, errlen, "cont after the restore: %s", strerror(-r));
+	/* Only a guest QEMU calls running is restored: one left "inmigrate"
+	 * or "restore-vm" would otherwise pass for running until its next save. */
+	if (r == 0) {
+		char st[32] = "";
+		if ((r = run_state(vm, st, sizeof(st))) < 0)
+			snprintf(err, errlen, "query-status after the restore: %s", strerror(-r));
+		else if (strcmp(st, "running") != 0) {
+			snprintf(err, errlen, "QEMU reports \"%s\" after the restore, not running", st);
+			r = -EIO;
+		}
+	}
 	return r;
 }
 
