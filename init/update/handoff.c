@@ -476,12 +476,24 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* parse, and o is released either way. */
+static int parse_owned(json_object *o, struct handoff *ret, char *err, size_t errlen)
+{
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = parse(o, ret, err, errlen);
+	json_object_put(o);
+	if (r < 0)
+		handoff_free(ret);
+	return r;
+}
+
 int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen)
 {
 	char path[512];
 	struct stat st;
 	json_object *o;
-	int r;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
 	if (stat(path, &st) < 0) {
@@ -493,12 +505,7 @@ int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen)
 	o = json_object_from_file(path);
 	if (!o)
 		return bad(err, errlen, "%s: not valid JSON", path);
-	memset(ret, 0, sizeof(*ret));
-	r = parse(o, ret, err, errlen);
-	json_object_put(o);
-	if (r < 0)
-		handoff_free(ret);
-	return r;
+	return parse_owned(o, ret, err, errlen);
 }
 
 int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, size_t errlen)
@@ -506,7 +513,6 @@ int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, 
 	struct json_tokener *tok;
 	json_object *o;
 	size_t end;
-	int r;
 
 	if (len > HANDOFF_MAX_SIZE)
 		return bad(err, errlen, "larger than %d bytes", HANDOFF_MAX_SIZE);
@@ -524,12 +530,7 @@ int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, 
 		return bad(err, errlen, "not valid JSON");
 	}
 	json_tokener_free(tok);
-	memset(ret, 0, sizeof(*ret));
-	r = parse(o, ret, err, errlen);
-	json_object_put(o);
-	if (r < 0)
-		handoff_free(ret);
-	return r;
+	return parse_owned(o, ret, err, errlen);
 }
 
 int handoff_set_aside(const char *dir, const struct handoff *h, const char *why)
