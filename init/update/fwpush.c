@@ -234,7 +234,7 @@ int fwpush_begin(const char *state_dir, uint64_t owner, uint64_t size, const cha
 		next_handle = (now_ms() & 0xffff) * 1000 + 1;
 	P.handle = next_handle++;
 	snprintf(P.tmp, sizeof(P.tmp), "%s/" FWPUSH_TMP_PREFIX "%" PRIu64 ".tmp", P.dir, P.handle);
-	P.fd = open(P.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	P.fd = open(P.tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (P.fd < 0) {
 		r = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", P.tmp, strerror(-r));
