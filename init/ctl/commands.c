@@ -318,7 +318,7 @@ static int cmd_image_push_begin(json_object *args, json_object **ret, struct cmd
 {
 	static const char *const keys[] = { "size", "sha256", NULL };
 	const char *dir, *sha;
-	uint64_t size, handle;
+	uint64_t size = 0, handle = 0;
 	char e[512];
 
 	if (check_keys("image-push-begin", args, keys, err) < 0 ||
@@ -338,7 +338,7 @@ static int cmd_image_push_begin(json_object *args, json_object **ret, struct cmd
 static int cmd_image_push_chunk(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "handle", "offset", "data", NULL };
-	uint64_t handle, offset, received;
+	uint64_t handle = 0, offset = 0, received = 0;
 	const char *data;
 	json_object *v;
 	char e[512];
@@ -360,7 +360,7 @@ static int cmd_image_push_chunk(json_object *args, json_object **ret, struct cmd
 static int cmd_image_push_end(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "handle", NULL };
-	uint64_t handle;
+	uint64_t handle = 0;
 	char e[512];
 
 	if (check_keys("image-push-end", args, keys, err) < 0 ||
@@ -374,7 +374,7 @@ static int cmd_image_push_end(json_object *args, json_object **ret, struct cmd_e
 static int cmd_image_push_abort(json_object *args, json_object **ret, struct cmd_error *err)
 {
 	static const char *const keys[] = { "handle", NULL };
-	uint64_t handle;
+	uint64_t handle = 0;
 	char e[512];
 
 	if (check_keys("image-push-abort", args, keys, err) < 0 ||
