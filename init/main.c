@@ -27,6 +27,7 @@
 #include "pid1/watchdog.h"
 #include "supervisor/supervisor.h"
 #include "pid1/tsc.h"
+#include "update/fwpush.h"
 #include "update/handoff.h"
 #include "update/update.h"
 
@@ -60,6 +61,8 @@ static int serve(struct sup_opts *o, const char *socket_path)
 	event_set_sink(ctl_server_broadcast_event);
 	if (sup_init(o) < 0 && !o->pid1)
 		return 1;
+	/* A firmware push ends with the connection that began it. */
+	ctl_server_set_gone_hook(fwpush_owner_gone);
 	r = ctl_server_listen(socket_path, commands_execute);
 	if (r < 0) {
 		log_errno(LOG_ERR, r, "control socket %s", socket_path);

@@ -13,6 +13,7 @@
 #include "ctl/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@
 #include <json-c/json.h>
 
 #include "pid1/loop.h"
+#include "update/sha256.h"
 
 #define CTL_CLIENT_LINE_MAX (64 * 1024 * 1024) /* replies such as vm-log can be big */
 #define CTL_DEFAULT_TIMEOUT 60
@@ -39,6 +42,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: luoinit ctl [--socket PATH] [--timeout SEC] COMMAND [key=value ...]\n"
 		"       luoinit ctl [--socket PATH] [--timeout SEC] watch\n"
+		"       luoinit ctl [--socket PATH] [--timeout SEC] image-push FILE\n"
 		"  key=value   integers, true, false and null are typed, the rest are strings\n"
 		"  key:=JSON   a raw JSON value\n"
 		"  --socket    default " CTL_DEFAULT_SOCKET "; also the host end of the\n"
@@ -47,6 +51,8 @@ static void usage(FILE *f)
 		"              for watch, for the connection to be ready\n"
 		"  watch       print each event as one JSON line until interrupted or the\n"
 		"              connection closes\n"
+		"  image-push  send a firmware image to <state>/firmware/ in chunks, with\n"
+		"              progress on stderr; prints what was stored\n"
 		"commands: status, vm-start, vm-stop, vm-restart, vmm-update, update, vm-log,\n"
 		"          poweroff, reboot, query-commands, query-version\n", CTL_DEFAULT_TIMEOUT);
 }
@@ -222,6 +228,7 @@ struct cl {
 	unsigned seq;           /* numbers the ids after the first */
 	char caps_id[56];       /* the qmp_capabilities in flight, "" when none */
 	char refusal[512];      /* an error without id: a refused connection says why */
+	bool asked, negotiated; /* cl_call: qmp_capabilities sent, and answered */
 };
 
 /* Send {"execute": name, "arguments": args, "id": id} on its own line. args
@@ -494,6 +501,209 @@ out:
 	return rc;
 }
 
+/* One command on a session that may already be negotiated (cl_run's rules,
+ * for a sequence of commands). Returns 1 with *ret, the whole reply (caller
+ * puts it; it may be an error), or -1 when the session broke (said on
+ * stderr). */
+static int cl_call(struct cl *c, const char *cmd, struct json_object *args, unsigned timeout_s,
+		   struct json_object **ret)
+{
+	uint64_t start = now_ms(), deadline = timeout_s ? start + (uint64_t)timeout_s * 1000 : 0;
+	char cmd_id[56] = "";
+	unsigned tries = 0;
+	const char *cls, *desc;
+	struct json_object *o;
+	int r;
+
+	if (c->negotiated) {
+		snprintf(cmd_id, sizeof(cmd_id), "%s-%u", c->base, ++c->seq);
+		tries = 1;
+		if (cl_send(c, cmd, args, cmd_id) < 0)
+			return -1;
+	}
+	for (;;) {
+		uint64_t until = deadline;
+
+		if (!c->asked && (!until || start + GREETING_WAIT_MS < until))
+			until = start + GREETING_WAIT_MS;
+		r = cl_next(c, until, &o);
+		if (r == 0) {
+			if (!c->asked && (!deadline || now_ms() < deadline)) {
+				c->asked = true;
+				if (cl_negotiate(c) < 0)
+					return -1;
+				continue;
+			}
+			fprintf(stderr, "luoinit ctl: %s: no reply to %s within %u s\n", c->path, cmd, timeout_s);
+			return -1;
+		}
+		if (r < 0) {
+			fprintf(stderr, "%s\n", c->refusal[0] ? c->refusal : "luoinit ctl: connection closed before the reply");
+			return -1;
+		}
+		if (is_greeting(o)) {
+			c->asked = true;
+			c->negotiated = false;
+			if (cl_negotiate(c) < 0)
+				goto broken;
+		} else if (c->caps_id[0] && is_reply_to(o, c->caps_id)) {
+			cls = error_of(o, &desc);
+			if (cls && !(strcmp(cls, "CommandNotFound") == 0 && strstr(desc, "already complete"))) {
+				fprintf(stderr, "%s\n", desc);
+				goto broken;
+			}
+			c->caps_id[0] = '\0';
+			c->negotiated = true;
+			if (!cmd_id[0]) {
+				snprintf(cmd_id, sizeof(cmd_id), "%s-%u", c->base, ++c->seq);
+				tries++;
+				if (cl_send(c, cmd, args, cmd_id) < 0)
+					goto broken;
+			}
+		} else if (cmd_id[0] && is_reply_to(o, cmd_id)) {
+			cls = error_of(o, &desc);
+			if (cls && strcmp(cls, "CommandNotFound") == 0 &&
+			    strncmp(desc, "Expecting capabilities negotiation", 34) == 0 && tries < NEGOTIATE_TRIES) {
+				cmd_id[0] = '\0';
+				c->negotiated = false;
+				if (cl_negotiate(c) < 0)
+					goto broken;
+			} else {
+				*ret = o;
+				return 1;
+			}
+		} else if (!json_object_object_get_ex(o, "id", NULL) && error_of(o, &desc)) {
+			snprintf(c->refusal, sizeof(c->refusal), "%s", desc);
+		}
+		json_object_put(o);
+	}
+broken:
+	json_object_put(o);
+	return -1;
+}
+
+/* The "return" of a reply, or NULL with the error's desc on stderr. */
+static struct json_object *reply_return(struct json_object *o, const char *what)
+{
+	struct json_object *v;
+	const char *desc;
+
+	if (json_object_object_get_ex(o, "return", &v))
+		return v;
+	(void)error_of(o, &desc);
+	fprintf(stderr, "%s%s%s\n", desc[0] ? "" : "luoinit ctl: ", desc[0] ? desc : what,
+		desc[0] ? "" : ": an error without a description");
+	return NULL;
+}
+
+static void progress(uint64_t done, uint64_t size, int *shown)
+{
+	int pct = size ? (int)(done * 100 / size) : 100;
+
+	if (pct / 10 == *shown / 10 && done != size)
+		return;
+	*shown = pct;
+	fprintf(stderr, "luoinit ctl: image-push: %.1f of %.1f MiB (%d%%)\n", (double)done / (1 << 20),
+		(double)size / (1 << 20), pct);
+}
+
+/* luoinit ctl image-push FILE: begin, the chunks, end (the init's
+ * image-push-* commands; README, "Firmware images: delivery"). */
+static int image_push(struct cl *c, const char *file, unsigned timeout_s)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char hex[SHA256_HEX_LEN + 1], *enc = NULL;
+	struct json_object *args = NULL, *o = NULL, *v, *ret;
+	uint8_t *buf = NULL;
+	uint64_t size, off = 0;
+	int64_t handle;
+	size_t chunk = 32 * 1024;
+	struct stat st;
+	int fd, rc = 1, shown = -10;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "luoinit ctl: image-push: %s: %s\n", file, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "luoinit ctl: image-push: %s: not a regular file\n", file);
+		goto out;
+	}
+	size = (uint64_t)st.st_size;
+	if (sha256_fd_hex(fd, hex) < 0) {
+		fprintf(stderr, "luoinit ctl: image-push: reading %s: %s\n", file, strerror(errno));
+		goto out;
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "size", json_object_new_int64((int64_t)size));
+	json_object_object_add(args, "sha256", json_object_new_string(hex));
+	if (cl_call(c, "image-push-begin", args, timeout_s, &o) < 0 || !(ret = reply_return(o, "image-push-begin")))
+		goto out;
+	if (!json_object_object_get_ex(ret, "handle", &v) || !json_object_is_type(v, json_type_int)) {
+		fprintf(stderr, "luoinit ctl: image-push-begin: no handle in the reply\n");
+		goto out;
+	}
+	handle = json_object_get_int64(v);
+	if (json_object_object_get_ex(ret, "chunk_max", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > 0 && (uint64_t)json_object_get_int64(v) < chunk)
+		chunk = (size_t)json_object_get_int64(v);
+	json_object_put(o);
+	o = NULL;
+	buf = malloc(chunk);
+	enc = malloc((chunk + 2) / 3 * 4 + 1);
+	if (!buf || !enc) {
+		fprintf(stderr, "luoinit ctl: out of memory\n");
+		goto out;
+	}
+	fprintf(stderr, "luoinit ctl: image-push: %s, %" PRIu64 " bytes, sha256 %s\n", file, size, hex);
+	while (off < size) {
+		size_t n = size - off < chunk ? (size_t)(size - off) : chunk, e = 0;
+		ssize_t got = pread(fd, buf, n, (off_t)off);
+
+		if (got <= 0) {
+			fprintf(stderr, "luoinit ctl: image-push: reading %s: %s\n", file,
+				got < 0 ? strerror(errno) : "shorter than it was");
+			goto out;
+		}
+		n = (size_t)got;
+		for (size_t i = 0; i < n; i += 3) {
+			uint32_t w = (uint32_t)buf[i] << 16 | (i + 1 < n ? (uint32_t)buf[i + 1] << 8 : 0) |
+				     (i + 2 < n ? buf[i + 2] : 0);
+			enc[e++] = b64[w >> 18 & 63];
+			enc[e++] = b64[w >> 12 & 63];
+			enc[e++] = i + 1 < n ? b64[w >> 6 & 63] : '=';
+			enc[e++] = i + 2 < n ? b64[w & 63] : '=';
+		}
+		enc[e] = '\0';
+		json_object_put(args);
+		args = json_object_new_object();
+		json_object_object_add(args, "handle", json_object_new_int64(handle));
+		json_object_object_add(args, "offset", json_object_new_int64((int64_t)off));
+		json_object_object_add(args, "data", json_object_new_string_len(enc, (int)e));
+		if (cl_call(c, "image-push-chunk", args, timeout_s, &o) < 0 || !reply_return(o, "image-push-chunk"))
+			goto out;
+		json_object_put(o);
+		o = NULL;
+		off += n;
+		progress(off, size, &shown);
+	}
+	json_object_put(args);
+	args = json_object_new_object();
+	json_object_object_add(args, "handle", json_object_new_int64(handle));
+	if (cl_call(c, "image-push-end", args, timeout_s, &o) < 0 || !reply_return(o, "image-push-end"))
+		goto out;
+	rc = print_reply(o, c->path);
+out:
+	json_object_put(o);
+	json_object_put(args);
+	free(buf);
+	free(enc);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static void make_id(char *buf, size_t len)
 {
 	uint32_t rnd;
@@ -558,7 +768,12 @@ int ctl_client_main(int argc, char **argv)
 		fprintf(stderr, "luoinit ctl: empty --socket\n");
 		return 2;
 	}
-	if (strcmp(cmd, "watch") == 0) {
+	if (strcmp(cmd, "image-push") == 0) {
+		if (i + 1 != argc) {
+			fprintf(stderr, "luoinit ctl: image-push takes one argument, the image FILE\n");
+			return 2;
+		}
+	} else if (strcmp(cmd, "watch") == 0) {
 		if (i < argc) {
 			fprintf(stderr, "luoinit ctl: watch takes no arguments\n");
 			return 2;
@@ -576,7 +791,10 @@ int ctl_client_main(int argc, char **argv)
 		json_object_put(args);
 		return 1;
 	}
-	rc = cl_run(&c, cmd, args, (unsigned)timeout);
+	if (cmd && strcmp(cmd, "image-push") == 0)
+		rc = image_push(&c, argv[i], (unsigned)timeout);
+	else
+		rc = cl_run(&c, cmd, args, (unsigned)timeout);
 	close(c.fd);
 	free(c.buf);
 	json_object_put(args);

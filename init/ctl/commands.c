@@ -6,14 +6,17 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl/proto.h"
+#include "ctl/server.h"
 #include "pid1/log.h"
 #include "pid1/logfile.h"
 #include "supervisor/supervisor.h"
+#include "update/fwpush.h"
 #include "update/update.h"
 #include "vm/vm.h"
 
@@ -294,6 +297,95 @@ static int cmd_query_version(json_object *args, json_object **ret, struct cmd_er
 	return *ret ? 0 : fail(err, "GenericError", "query-version: out of memory");
 }
 
+/* A required non-negative integer up to max. */
+static int arg_u64(const char *cmd, json_object *args, const char *key, uint64_t max, uint64_t *ret,
+		   struct cmd_error *err)
+{
+	json_object *v;
+
+	if (!args || !json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null))
+		return fail(err, "GenericError", "%s: missing argument '%s' (an integer)", cmd, key);
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+	    (uint64_t)json_object_get_int64(v) > max)
+		return fail(err, "GenericError", "%s: '%s' must be an integer from 0 to %llu", cmd, key,
+			    (unsigned long long)max);
+	*ret = (uint64_t)json_object_get_int64(v);
+	return 0;
+}
+
+/* Firmware delivery (update/fwpush.h): begin, one chunk per request, end. */
+static int cmd_image_push_begin(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "size", "sha256", NULL };
+	const char *dir, *sha;
+	uint64_t size = 0, handle = 0;
+	char e[512];
+
+	if (check_keys("image-push-begin", args, keys, err) < 0 ||
+	    arg_u64("image-push-begin", args, "size", INT64_MAX, &size, err) < 0 ||
+	    arg_string("image-push-begin", args, "sha256", true, &sha, err) < 0)
+		return -EINVAL;
+	if (!(dir = sup_firmware_state_dir(e, sizeof(e))) ||
+	    fwpush_begin(dir, ctl_server_current_client(), size, sha, &handle, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "image-push-begin: %s", e);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "handle", json_object_new_int64((int64_t)handle));
+	json_object_object_add(*ret, "chunk_max", json_object_new_int(FWPUSH_CHUNK_MAX));
+	json_object_object_add(*ret, "idle_timeout", json_object_new_int(FWPUSH_IDLE_MS / 1000));
+	return 0;
+}
+
+static int cmd_image_push_chunk(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "handle", "offset", "data", NULL };
+	uint64_t handle = 0, offset = 0, received = 0;
+	const char *data;
+	json_object *v;
+	char e[512];
+
+	if (check_keys("image-push-chunk", args, keys, err) < 0 ||
+	    arg_u64("image-push-chunk", args, "handle", INT64_MAX, &handle, err) < 0 ||
+	    arg_u64("image-push-chunk", args, "offset", INT64_MAX, &offset, err) < 0 ||
+	    arg_string("image-push-chunk", args, "data", true, &data, err) < 0)
+		return -EINVAL;
+	(void)json_object_object_get_ex(args, "data", &v);
+	if (fwpush_chunk(ctl_server_current_client(), handle, offset, data, (size_t)json_object_get_string_len(v),
+			 &received, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "image-push-chunk: %s", e);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "received", json_object_new_int64((int64_t)received));
+	return 0;
+}
+
+static int cmd_image_push_end(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "handle", NULL };
+	uint64_t handle = 0;
+	char e[512];
+
+	if (check_keys("image-push-end", args, keys, err) < 0 ||
+	    arg_u64("image-push-end", args, "handle", INT64_MAX, &handle, err) < 0)
+		return -EINVAL;
+	if (fwpush_end(ctl_server_current_client(), handle, ret, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "image-push-end: %s", e);
+	return 0;
+}
+
+static int cmd_image_push_abort(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "handle", NULL };
+	uint64_t handle = 0;
+	char e[512];
+
+	if (check_keys("image-push-abort", args, keys, err) < 0 ||
+	    arg_u64("image-push-abort", args, "handle", INT64_MAX, &handle, err) < 0)
+		return -EINVAL;
+	if (fwpush_abort(ctl_server_current_client(), handle, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "image-push-abort: %s", e);
+	*ret = json_object_new_object();
+	return 0;
+}
+
 static int cmd_query_commands(json_object *args, json_object **ret, struct cmd_error *err);
 
 static const struct {
@@ -307,6 +399,8 @@ static const struct {
 	{ "poweroff", cmd_poweroff },     { "reboot", cmd_reboot },
 	{ "update", cmd_update },         { "query-commands", cmd_query_commands },
 	{ "query-version", cmd_query_version }, { "x-hang", cmd_x_hang },
+	{ "image-push-begin", cmd_image_push_begin }, { "image-push-chunk", cmd_image_push_chunk },
+	{ "image-push-end", cmd_image_push_end },     { "image-push-abort", cmd_image_push_abort },
 };
 
 /* QEMU's [{"name": ...}, ...]: the table, and qmp_capabilities, which the

@@ -58,6 +58,7 @@ struct conn {
 	int dead;               /* closed; freed when busy drops to 0 */
 	int port_timer;         /* port only: reconnect poll while the host is away */
 	unsigned sessions;      /* port only: host sessions greeted so far */
+	uint64_t client;        /* this connection's (the port: this host session's) id */
 	struct ctl_session sess;
 };
 
@@ -70,6 +71,9 @@ static struct {
 	int nclients;
 	int idle_timer;
 	uint64_t idle_ms;
+	uint64_t next_client;   /* ids handed out so far */
+	uint64_t current;       /* the client whose request runs, 0: none */
+	void (*gone)(uint64_t client);
 } srv = { .fd = -1, .accept_timer = -1, .idle_timer = -1, .idle_ms = CTL_IDLE_MS };
 
 static void conn_cb(int fd, uint32_t events, void *data);
@@ -83,6 +87,17 @@ static void conn_free(struct conn *c)
 
 static void idle_timer_update(void);
 
+/* The client (or the port's host session) is gone: whatever it had begun
+ * is abandoned (ctl_server_set_gone_hook). */
+static void client_gone(struct conn *c)
+{
+	uint64_t id = c->client;
+
+	c->client = ++srv.next_client; /* a port's next host is another client */
+	if (srv.gone)
+		srv.gone(id);
+}
+
 static void conn_close(struct conn *c)
 {
 	struct conn **p;
@@ -90,6 +105,7 @@ static void conn_close(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	client_gone(c);
 	loop_timer_del(c->port_timer);
 	c->port_timer = -1;
 	if (c->registered)
@@ -161,6 +177,7 @@ static void port_disconnected(struct conn *c)
 		port_new_session(c);
 		return;
 	}
+	client_gone(c);
 	/* Edge-triggered while away: virtio_console wakes pollers when the host
 	 * connects (the port turns writable) and when data comes; the timer is
 	 * the fallback. */
@@ -215,6 +232,8 @@ static void port_new_session(struct conn *c)
 	char *nl;
 
 	ctl_session_reset(&c->sess);
+	if (c->sessions)
+		client_gone(c);
 	c->sessions++;
 	if (c->out_off > 0 && c->out[c->out_off - 1] != '\n') {
 		nl = memchr(c->out + c->out_off, '\n', c->out_len - c->out_off);
@@ -400,9 +419,13 @@ static void conn_handle_line(struct conn *c, const char *line, size_t len)
 		return;
 	}
 	if (r == 0) {
+		uint64_t outer = srv.current;
+
 		c->in_handler = 1;
 		conn_update_events(c);
+		srv.current = c->client;
 		r = ctl_session_execute(&c->sess, c->fn, req.execute, req.args, &ret, &err);
+		srv.current = outer;
 		c->in_handler = 0;
 		if (r < 0 && !err.desc[0])
 			ctl_proto_set_error(&err, err.class_[0] ? err.class_ : NULL, "%s: %s",
@@ -643,6 +666,7 @@ static struct conn *conn_new(int fd, enum conn_kind kind, ctl_handler fn)
 	c->kind = kind;
 	c->fn = fn;
 	c->port_timer = -1;
+	c->client = ++srv.next_client;
 	r = loop_add(fd, EPOLLIN, conn_cb, c);
 	if (r < 0) {
 		free(c);
@@ -893,4 +917,14 @@ void ctl_server_set_idle_timeout(uint64_t ms)
 int ctl_server_client_count(void)
 {
 	return srv.nclients;
+}
+
+uint64_t ctl_server_current_client(void)
+{
+	return srv.current;
+}
+
+void ctl_server_set_gone_hook(void (*fn)(uint64_t client))
+{
+	srv.gone = fn;
 }

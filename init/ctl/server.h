@@ -19,6 +19,12 @@ int ctl_server_add_port(const char *devpath, ctl_handler fn);
 /* Send an event line to every client that completed negotiation (best
  * effort, never blocks). data is borrowed. The event sink (pid1/event.h). */
 void ctl_server_broadcast_event(const char *name, struct json_object *data);
+/* The id of the client whose request is running (0: none): a socket
+ * connection, or one host session on the port. Ids are never reused. */
+uint64_t ctl_server_current_client(void);
+/* fn(id) runs when that client is gone: its connection closed, the port's
+ * host left or another host appeared. What it began is abandoned there. */
+void ctl_server_set_gone_hook(void (*fn)(uint64_t client));
 /* Close everything (before exec or exit). */
 void ctl_server_close(void);
 

@@ -11,6 +11,7 @@
 #include "pid1/loop.h"
 #include "pid1/mounts.h"
 #include "pid1/watchdog.h"
+#include "update/fwpush.h"
 
 static void stop_all(struct sup *s, int timeout_ms)
 {
@@ -41,6 +42,7 @@ int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms)
 	for (size_t i = 0; i < s->n_vms; i++)
 		vm_log_close(s->vms[i]);
 	log_file_close();
+	fwpush_abandon("the host is shutting down");
 	(void)mounts_sync_umount(s->o.state_dir); /* syncs first */
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();

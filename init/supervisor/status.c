@@ -15,6 +15,7 @@
 #include "pid1/powerbtn.h"
 #include "pid1/watchdog.h"
 #include "net/net.h"
+#include "update/fwpush.h"
 
 static json_object *strv_json(char **v)
 {
@@ -186,6 +187,7 @@ json_object *sup_status(const struct sup *s)
 	json_object_object_add(o, "power_button", power_button_json());
 	json_object_object_add(o, "fdset_probe", s->fdset_probe < 0 ? NULL : json_object_new_boolean(s->fdset_probe == 1));
 	json_object_object_add(o, "network", net_status_json());
+	json_object_object_add(o, "firmware", fwpush_status_json(s->o.state_dir));
 	for (size_t i = 0; i < s->n_vms; i++)
 		json_object_array_add(vms, vm_status_json(s->vms[i]));
 	json_object_object_add(o, "vms", vms);

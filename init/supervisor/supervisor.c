@@ -47,6 +47,15 @@ int sup_update(const struct update_req *req, struct json_object **ret, char *err
 	return update_start(&S.update, req, ret, err, errlen);
 }
 
+const char *sup_firmware_state_dir(char *err, size_t errlen)
+{
+	if (S.o.pid1 && !S.o.state_mounted) {
+		snprintf(err, errlen, "%s is not mounted: nowhere to keep firmware images", S.o.state_dir);
+		return NULL;
+	}
+	return S.o.state_dir;
+}
+
 int sup_test_hang(const char *how, char *err, size_t errlen)
 {
 	return sup_hang_ask(&S, how, err, errlen);

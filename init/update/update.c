@@ -32,6 +32,7 @@
 #include "pid1/watchdog.h"
 #include "update/fault.h"
 #include "pid1/event.h"
+#include "update/fwpush.h"
 #include "update/handoff.h"
 #include "update/headroom.h"
 #include "update/kabi.h"
@@ -599,6 +600,7 @@ static int step_release_state(const struct update_ctx *c, char *what, size_t len
 		for (size_t i = 0; i < c->n_vms; i++)
 			vm_log_close(c->vms[i]);
 		log_file_close();
+		fwpush_abandon("the host kernel is being updated");
 		r = mounts_sync_umount(c->state_dir); /* syncs first */
 	}
 	if (r < 0)

@@ -114,7 +114,9 @@ static void test_query_commands(void **state)
 {
 	static const char *const want[] = { "qmp_capabilities", "query-commands", "query-version", "status",
 					    "vm-start", "vm-stop", "vm-restart", "vmm-update", "vm-log",
-					    "log", "poweroff", "reboot", "update", "x-hang" };
+					    "log", "poweroff", "reboot", "update", "x-hang",
+					    "image-push-begin", "image-push-chunk", "image-push-end",
+					    "image-push-abort" };
 	struct json_object *ret = NULL;
 	struct cmd_error err = { 0 };
 	size_t n;
