@@ -158,6 +158,18 @@ static json_object *power_button_json(void)
 	return a;
 }
 
+/* The firmware version this kernel was built as: the token after '#' in
+ * `uname -v` (make image sets it: KBUILD_BUILD_VERSION). */
+static json_object *firmware_json(const struct utsname *u)
+{
+	json_object *o = json_object_new_object();
+	const char *v = u ? strchr(u->version, '#') : NULL;
+	size_t n = v ? strcspn(v + 1, " ") : 0;
+
+	json_object_object_add(o, "running", n ? json_object_new_string_len(v + 1, (int)n) : NULL);
+	return o;
+}
+
 json_object *sup_status(const struct sup *s)
 {
 	json_object *o = json_object_new_object(), *vms = json_object_new_array();
@@ -165,6 +177,7 @@ json_object *sup_status(const struct sup *s)
 
 	add_file_string(o, "boot_id", "/proc/sys/kernel/random/boot_id");
 	json_object_object_add(o, "kernel", uname(&u) == 0 ? json_object_new_string(u.release) : NULL);
+	json_object_object_add(o, "firmware", firmware_json(uname(&u) == 0 ? &u : NULL));
 	json_object_object_add(o, "luo", json_object_new_boolean(access("/dev/liveupdate", F_OK) == 0));
 	json_object_object_add(o, "pid1", json_object_new_boolean(getpid() == 1));
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));

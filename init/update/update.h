@@ -32,6 +32,8 @@ struct update_ctx {
 struct update_req {
 	const char *kernel;   /* NULL: the config's update.kernel */
 	const char *initrd;
+	const char *image;    /* a signed firmware image's VERSION: <state_dir>/firmware/VERSION.efi,
+			       * its initramfs built in; excludes kernel and initrd */
 	const char *cmdline;  /* NULL: the config's, else the running kernel's */
 	const char *mode;     /* "auto" (NULL), "luo" or "full-ram" */
 	const char *fault;    /* a test fault (update/fault.h), or NULL */
@@ -41,6 +43,13 @@ struct update_req {
  * of every VM's RAM. On success the blackout is scheduled for the next loop
  * turn (after the reply went out) and *ret describes it; on failure nothing
  * changed and err says why. */
+/* <state_dir>/firmware/VERSION.efi into buf; -EINVAL when VERSION is not a
+ * plain name (empty, '/', leading '.', or odd characters), -ENAMETOOLONG. */
+int update_image_path(const char *state_dir, const char *version, char *buf, size_t len);
+/* Why kexec_file_load refused a kernel, in words ("" when it says nothing
+ * about the signature): the -errno of a failed signature check. */
+const char *update_sig_verdict(int r);
+
 int update_start(const struct update_ctx *c, const struct update_req *req, struct json_object **ret,
 		 char *err, size_t errlen);
 /* The blackout, if one is scheduled: save, manifest, kexec. Returns only
