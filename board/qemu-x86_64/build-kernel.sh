@@ -150,7 +150,9 @@ rm -f "$out/modules/lib/modules/$rel/build" "$out/modules/lib/modules/$rel/sourc
 /sbin/depmod -b "$out/modules" "$rel" || fail
 [ -s "$out/modules/lib/modules/$rel/modules.dep" ] || { echo "kernel: no modules.dep" >&2; exit 1; }
 # The initramfs builder uses the kernel's own cpio writer.
-[ -x "$obj/usr/gen_init_cpio" ] || $K usr/gen_init_cpio >> "$log" 2>&1 || fail
+# (A target of its own: with CONFIG_INITRAMFS_SOURCE naming a .cpio, usr/
+# does not build it along.)
+[ -x "$obj/usr/gen_init_cpio" ] || $K usr_gen_init_cpio >> "$log" 2>&1 || fail
 cp "$obj/arch/x86/boot/bzImage" "$out/bzImage.tmp"
 mv "$out/bzImage.tmp" "$out/bzImage"
 echo "$rel" > "$out/kernel.release"
