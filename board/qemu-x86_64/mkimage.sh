@@ -47,11 +47,14 @@ case "$version" in
 *[!A-Za-z0-9._+~-]*|"") echo "mkimage.sh: version '$version': letters, digits and . _ + ~ - only" >&2; exit 2 ;;
 esac
 say() { echo "image: $*"; }
+# The time of a reproducible build (build-kernel.sh's KBUILD_BUILD_TIMESTAMP):
+# the signature's signingTime, and the development certificate's start.
+sign_time="2025-01-01 00:00:00"
 
 if [ "$genkey" = 1 ] && [ ! -e "$key" ] && [ ! -e "$cert" ]; then
 	say "a development signing key: $key, $cert (for your own: FIRMWARE_KEY= FIRMWARE_CERT=)"
 	mkdir -p "$(dirname "$key")" "$(dirname "$cert")"
-	(umask 077 && openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 36500 \
+	(umask 077 && faketime -f "$sign_time" openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 36500 \
 		-subj "/CN=luoinit development firmware key/" \
 		-addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
 		-addext "extendedKeyUsage=codeSigning" \
@@ -137,9 +140,12 @@ n=$(stat -c %s "$work/luoinit-trusted.der")
 	cmp -s - "$work/luoinit-trusted.der" ||
 	{ echo "mkimage.sh: the certificate did not land in $work/vmlinux" >&2; exit 1; }
 
-# Sign: an Authenticode signature in the PE's certificate table.
+# Sign: an Authenticode signature in the PE's certificate table. sbsign
+# puts the time into it (a signingTime attribute): the build's fixed one, so
+# that the same inputs sign to the same bytes (faketime; the kernel checks
+# no times).
 mkdir -p "$(dirname "$out")"
-sbsign --key "$key" --cert "$cert" --output "$out.tmp" "$work/arch/x86/boot/bzImage" >> "$log" 2>&1 || fail
+faketime -f "$sign_time" sbsign --key "$key" --cert "$cert" --output "$out.tmp" "$work/arch/x86/boot/bzImage" >> "$log" 2>&1 || fail
 if [ -n "$abi" ]; then cp "$abi" "$out.abi.tmp"; mv "$out.abi.tmp" "$out.abi"; fi
 mv "$out.tmp" "$out"
 echo "$stamp" > "$out.stamp"

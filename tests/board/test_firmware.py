@@ -76,7 +76,8 @@ def fw():
                     "-subj", "/CN=not the luoinit firmware key/", "-keyout", key, "-out", crt],
                    check=True, capture_output=True)
     unsigned = os.path.join(tmp, "unsigned.efi")
-    subprocess.run(["sbattach", "--remove", "--output", unsigned, img2], check=True, capture_output=True)
+    shutil.copyfile(img2, unsigned)
+    subprocess.run(["sbattach", "--remove", unsigned], check=True, capture_output=True)
     other = os.path.join(tmp, "otherkey.efi")
     subprocess.run(["sbsign", "--key", key, "--cert", crt, "--output", other, unsigned],
                    check=True, capture_output=True)
