@@ -136,9 +136,11 @@ done <<EOF
 $(readelf -SW "$work/vmlinux" | sed -n 's/^ *\[ *[0-9]*\] *[^ ]* *PROGBITS *\([0-9a-f]*\) \([0-9a-f]*\) \([0-9a-f]*\) .*/\1 \2 \3/p')
 EOF
 n=$(stat -c %s "$work/luoinit-trusted.der")
-[ -n "$off" ] && dd if="$work/vmlinux" bs=4096 iflag=skip_bytes,count_bytes skip="$off" count="$n" 2>/dev/null |
-	cmp -s - "$work/luoinit-trusted.der" ||
-	{ echo "mkimage.sh: the certificate did not land in $work/vmlinux" >&2; exit 1; }
+if [ -z "$off" ] || ! dd if="$work/vmlinux" bs=4096 iflag=skip_bytes,count_bytes skip="$off" count="$n" \
+	2>/dev/null | cmp -s - "$work/luoinit-trusted.der"; then
+	echo "mkimage.sh: the certificate did not land in $work/vmlinux" >&2
+	exit 1
+fi
 
 # Sign: an Authenticode signature in the PE's certificate table. sbsign
 # puts the time into it (a signingTime attribute): the build's fixed one, so
