@@ -53,13 +53,18 @@ def fw():
     if not os.path.exists(FIRMWARE):
         pytest.skip("build/.../firmware.efi not built (make image)")
     tmp = tempfile.mkdtemp(prefix="luoinit-fw-")
+
+    def make_image(*args):
+        p = subprocess.run(["make", "--no-print-directory", "-s", "image", *args],
+                           cwd=TOP, env=clean_env(), capture_output=True, text=True, timeout=3600)
+        assert p.returncode == 0, p.stdout + p.stderr
+    # firmware.efi as `make start` boots it (its VERSION follows the checkout).
+    make_image()
     v1 = image_version(FIRMWARE)
     v2 = (v1 + "-two")[-64:]
     img2 = os.path.join(tmp, "two.efi")
     # A second image of the same tree: another version, same key.
-    p = subprocess.run(["make", "--no-print-directory", "-s", "image", f"VERSION={v2}", f"IMAGE_OUT={img2}"],
-                       cwd=TOP, env=clean_env(), capture_output=True, text=True, timeout=3600)
-    assert p.returncode == 0, p.stdout + p.stderr
+    make_image(f"VERSION={v2}", f"IMAGE_OUT={img2}")
     assert image_version(img2) == v2
     abi = os.path.join(BB, "bzImage.abi")
     files = {f"/firmware/{v1}.efi": FIRMWARE, f"/firmware/{v2}.efi": img2}
