@@ -60,7 +60,7 @@ $(shell mkdir -p $(BB); [ "$$(cat $(INITRAMFS_OPT) 2>/dev/null)" = "$(INITRAMFS_
         echo "$(INITRAMFS_COMPRESS)" > $(INITRAMFS_OPT))
 
 $(GEN_INIT_CPIO): $(BB)/bzImage
-	@test -x $@ || $(MAKE) -s -C $(KSRC) O=$(abspath $(BB)/kernel-obj) ARCH=x86 usr/gen_init_cpio
+	@test -x $@ || $(MAKE) -s -C $(KSRC) O=$(abspath $(BB)/kernel-obj) ARCH=x86 usr_gen_init_cpio
 
 $(INITRAMFS): $(INITRAMFS_INPUTS) $(INITRAMFS_OPT) $(GEN_INIT_CPIO)
 	@echo "initramfs: $@ ($(INITRAMFS_COMPRESS))"
@@ -70,6 +70,15 @@ $(INITRAMFS): $(INITRAMFS_INPUTS) $(INITRAMFS_OPT) $(GEN_INIT_CPIO)
 		--qemu $(QEMU_BIN) --compress $(INITRAMFS_COMPRESS) --list-out $(BB)/initramfs.list \
 		--kernel-abi $(BB)/bzImage.abi
 	@echo "initramfs: $$(stat -c %s $@) bytes"
+
+# The same initramfs uncompressed, for a firmware image's built-in one (the
+# bzImage compresses it with the kernel): board.mk's `make image`.
+INITRAMFS_CPIO  := $(BB)/initramfs.cpio
+$(INITRAMFS_CPIO): $(INITRAMFS_INPUTS) $(GEN_INIT_CPIO)
+	@initramfs/mkinitramfs --out $@ --gen-init-cpio $(GEN_INIT_CPIO) --init $(B)/luoinit \
+		--modules-root $(BB)/modules --kernel-release $$(cat $(BB)/kernel.release) \
+		--config board/$(BOARD)/initramfs-vmconf.json --modules-list board/$(BOARD)/modules \
+		--qemu $(QEMU_BIN) --compress none --kernel-abi $(BB)/bzImage.abi
 
 .PHONY: initramfs
 initramfs: $(INITRAMFS)

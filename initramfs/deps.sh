@@ -15,8 +15,9 @@ pkgs="musl-tools dpkg-dev autoconf automake libtool pkg-config cmake
       libjson-c-dev clang cppcheck clang-tidy gnuplot-nox socat python3
       kmod file python3-pytest lz4
       ninja-build libglib2.0-dev libseccomp-dev python3-venv
-      iproute2 sbsigntool openssl"  # ip netns: the host networking tests;
-# sbsign and openssl: tests/host/test_firmware_push.py signs an image
+      iproute2 sbsigntool openssl faketime"  # ip netns: the host networking tests;
+# sbsign, openssl, faketime: make image (signed, with a fixed signing time)
+# and tests/host/test_firmware_push.py (signs an image)
 # Our QEMU's build (initramfs/build-qemu.sh) needs meson >= 1.5: bookworm has 1.0.
 MESON_MIN=1.5
 qemu_pkgs="qemu-system-x86 qemu-utils"

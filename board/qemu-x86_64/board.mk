@@ -7,8 +7,11 @@ BOARD_DIR := board/$(BOARD)
 # The script runs every time: it leaves bzImage alone unless its cache key
 # (source version, fragment, script, toolchain) changed, and then takes the
 # build from the cache outside the checkout when it can (initramfs/cache.sh).
+# Not under this make's flags: `make image VERSION=x` would pass VERSION=x
+# through MAKEFLAGS to the kernel's own Makefile.
+KBUILD_ENV := env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u MAKELEVEL
 $(BB)/bzImage: $(KSRC_STAMP) FORCE | deps-ok
-	@sh $(BOARD_DIR)/build-kernel.sh $(KSRC) $(BB)
+	@$(KBUILD_ENV) sh $(BOARD_DIR)/build-kernel.sh $(KSRC) $(BB)
 
 .PHONY: kernel
 kernel: $(BB)/bzImage
@@ -36,14 +39,38 @@ $(BB)/accel: $(BB)/bzImage $(BB)/probe-initramfs.img
 	@sh $(BOARD_DIR)/probe-accel.sh $(HOST_QEMU) $(BB)/bzImage $(BB)/probe-initramfs.img > $@.tmp
 	@mv $@.tmp $@
 
+# --- signed firmware images (README: Signed firmware images) ---
+# make image: $(IMAGE_OUT), the board kernel relinked with the initramfs built
+# in and VERSION (uname -v: "#VERSION ..."), the certificate FIRMWARE_CERT in
+# its builtin trusted keys, signed with FIRMWARE_KEY (sbsign). Without your
+# own key, a development key is made in $(B)/keys/ on first use.
+FIRMWARE_KEY  ?= $(B)/keys/firmware.key
+FIRMWARE_CERT ?= $(B)/keys/firmware.crt
+VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+IMAGE_OUT     ?= $(BB)/firmware.efi
+IMAGE_WORK    ?= $(BB)/image-obj
+MKIMAGE = sh $(BOARD_DIR)/mkimage.sh --src $(KSRC) --kernel-obj $(BB)/kernel-obj \
+	--key $(FIRMWARE_KEY) --cert $(FIRMWARE_CERT) --version "$(VERSION)" --abi $(BB)/bzImage.abi \
+	$(if $(filter $(B)/keys/firmware.key,$(FIRMWARE_KEY)),--genkey)
+$(IMAGE_OUT): $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS_CPIO) FORCE | deps-ok
+	@$(MKIMAGE) --work $(IMAGE_WORK) --initramfs $(INITRAMFS_CPIO) $@
+# The same kernel without a built-in initramfs, signed the same way: what
+# `update kernel= initrd=` loads (the state disk's boot/vmlinuz), since the
+# kernel refuses an unsigned one (KEXEC_SIG_FORCE).
+$(BB)/bzImage.signed: $(BB)/bzImage $(BB)/bzImage.abi FORCE | deps-ok
+	@$(MKIMAGE) --work $(BB)/signed-obj --initramfs "" $@
+
+.PHONY: image
+image: $(IMAGE_OUT)
+
 # --- the state disk: ext4 labelled luoinit-state, made without root (mke2fs -d).
 STATE_IMG ?= $(BB)/state.img
 STATE_SIZE ?= 3G
-STATE_INPUTS := $(BOARD_DIR)/mkstate.sh $(BOARD_DIR)/vmconf.json $(HEARTBEAT) $(BB)/bzImage \
-	$(BB)/bzImage.abi $(INITRAMFS)
+STATE_INPUTS := $(BOARD_DIR)/mkstate.sh $(BOARD_DIR)/vmconf.json $(HEARTBEAT) $(BB)/bzImage.signed \
+	$(INITRAMFS)
 $(BB)/state.img: $(STATE_INPUTS)
 	@sh $(BOARD_DIR)/mkstate.sh $@ $(STATE_SIZE) $(BOARD_DIR)/vmconf.json $(HEARTBEAT) \
-		$(BB)/bzImage $(INITRAMFS)
+		$(BB)/bzImage.signed $(INITRAMFS)
 
 .PHONY: state
 state: $(BB)/state.img
@@ -68,8 +95,13 @@ BOARD_NET_PEER_PORT ?= 10101
 NET_PORTS_FILE      ?= $(BB)/net-ports
 QEMU_SH_NET = --net-port $(BOARD_NET_PORT) --net-peer-port $(BOARD_NET_PEER_PORT) --net-ports $(NET_PORTS_FILE)
 # --- end of networking ---
-BOARD_RUN_DEPS := $(B)/luoinit $(BB)/bzImage $(INITRAMFS) $(STATE_IMG) $(BB)/accel
-QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BB)/bzImage --initrd $(INITRAMFS) \
+# What the appliance boots: the firmware image (its initramfs built in), or
+# BOARD_KERNEL=$(BB)/bzImage.signed BOARD_INITRD=$(INITRAMFS), the kernel and
+# initramfs apart as before.
+BOARD_KERNEL ?= $(IMAGE_OUT)
+BOARD_INITRD ?= none
+BOARD_RUN_DEPS := $(B)/luoinit $(BOARD_KERNEL) $(filter-out none,$(BOARD_INITRD)) $(STATE_IMG) $(BB)/accel
+QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BOARD_KERNEL) --initrd $(BOARD_INITRD) \
 	--state $(STATE_IMG) --socket $(MGMT_SOCK) --console $(CONSOLE_LOG) --pidfile $(QEMU_PIDFILE) \
 	--accel $(ACCEL) --cpu $(QEMU_CPU) --luoinit $(B)/luoinit --append "$(QEMU_APPEND)" $(QEMU_SH_NET)
 
@@ -81,4 +113,5 @@ start: $(BOARD_RUN_DEPS)
 stop:
 	@$(call QEMU_SH,stop)
 
-BOARD_TEST_DEPS := $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT)
+BOARD_TEST_DEPS := $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT) \
+	$(IMAGE_OUT) $(BB)/bzImage.signed

@@ -7,8 +7,12 @@
 # Cached outside the checkout (initramfs/cache.sh), keyed by the source's
 # version, kernel.config, this script and the toolchain: an unchanged OUTDIR
 # is left alone (so make may call this every time), a cached build is copied
-# (bzImage, modules, kernel-obj/.config and usr/gen_init_cpio), anything else
-# is built.
+# (bzImage, modules, kernel-obj/.config and usr/gen_init_cpio, and the whole
+# object tree as kernel-obj.tar.zst, which a firmware image's relink needs:
+# board/qemu-x86_64/mkimage.sh), anything else is built.
+# The plain bzImage has an empty built-in initramfs (kernel.config's
+# CONFIG_INITRAMFS_SOURCE names kernel-obj/usr/luoinit-builtin.cpio) and an
+# empty reserved certificate slot: mkimage.sh fills both.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,10 +54,20 @@ save() {
 	cp -R "$out/modules" "$e/modules"
 	cp "$obj/.config" "$e/config"
 	cp "$obj/usr/gen_init_cpio" "$e/usr/gen_init_cpio"
+	# The object tree, for relinking (its .cmd files name the source by its
+	# absolute path: restored only for the same source directory).
+	echo "$src" > "$e/kernel-src-path"
+	echo "kernel: caching the object tree"
+	tar -C "$obj" -cf - . | zstd -q -1 -T0 -o "$e/kernel-obj.tar.zst" || rm -f "$e/kernel-obj.tar.zst"
 	cache_put kernel "$key" "$e"
 	rm -rf "$e"
 }
 restore() {
+	if [ -f "$1/kernel-obj.tar.zst" ] && [ "$(cat "$1/kernel-src-path" 2>/dev/null)" = "$src" ]; then
+		rm -rf "$obj"
+		mkdir -p "$obj"
+		zstd -q -d -c "$1/kernel-obj.tar.zst" | tar -C "$obj" -xf - || rm -rf "$obj"
+	fi
 	mkdir -p "$obj/usr"
 	rm -rf "$out/modules"
 	cp -R "$1/modules" "$out/modules"
@@ -110,6 +124,9 @@ while IFS= read -r line; do
 	esac
 done < "$frag"
 [ "$missing" = 0 ] || exit 1
+# The plain bzImage's built-in initramfs: empty (mkimage.sh fills it).
+mkdir -p "$obj/usr"
+: > "$obj/usr/luoinit-builtin.cpio"
 
 step "build bzImage and modules (-j$jobs, log in $log)"
 t0=$(date +%s)
@@ -133,7 +150,9 @@ rm -f "$out/modules/lib/modules/$rel/build" "$out/modules/lib/modules/$rel/sourc
 /sbin/depmod -b "$out/modules" "$rel" || fail
 [ -s "$out/modules/lib/modules/$rel/modules.dep" ] || { echo "kernel: no modules.dep" >&2; exit 1; }
 # The initramfs builder uses the kernel's own cpio writer.
-[ -x "$obj/usr/gen_init_cpio" ] || $K usr/gen_init_cpio >> "$log" 2>&1 || fail
+# (A target of its own: with CONFIG_INITRAMFS_SOURCE naming a .cpio, usr/
+# does not build it along.)
+[ -x "$obj/usr/gen_init_cpio" ] || $K usr_gen_init_cpio >> "$log" 2>&1 || fail
 cp "$obj/arch/x86/boot/bzImage" "$out/bzImage.tmp"
 mv "$out/bzImage.tmp" "$out/bzImage"
 echo "$rel" > "$out/kernel.release"

@@ -5,7 +5,7 @@
 #   qemu.sh stop  [options]   `luoinit ctl poweroff` through --socket, then wait
 #                             for QEMU to exit (killed after --timeout seconds)
 # Options (defaults for build/qemu-x86_64):
-#   --dir DIR  --kernel F  --initrd F  --state IMG  --socket PATH  --console FILE
+#   --dir DIR  --kernel F  --initrd F|none  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
 #   --luoinit BIN  --qemu BIN  --timeout S
 #   --qmp PATH  the outer QEMU's own QMP monitor (default: qmp.sock next to --socket):
@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift 2
 done
-: "${kernel:=$dir/bzImage}" "${initrd:=$dir/initramfs.img}" "${state:=$dir/state.img}"
+: "${kernel:=$dir/bzImage.signed}" "${initrd:=$dir/initramfs.img}" "${state:=$dir/state.img}"
 : "${sock:=$dir/mgmt.sock}" "${console:=$dir/console.log}" "${pidfile:=$dir/qemu.pid}"
 : "${accel:=$dir/accel}" "${qmp:=$(dirname "$sock")/qmp.sock}"
 [ -f "$accel" ] && accel=$(cat "$accel")
@@ -82,7 +82,9 @@ if [ "$mode" = stop ]; then
 	exit 0
 fi
 
+# --initrd none: a firmware image, its initramfs built in (make image).
 for f in "$kernel" "$initrd" "$state"; do
+	[ "$f" = none ] && [ "$f" = "$initrd" ] && continue
 	[ -f "$f" ] || { echo "qemu.sh: missing $f" >&2; exit 1; }
 done
 append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
@@ -90,13 +92,14 @@ append="${append% } $extra"
 
 set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
 	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${LUOINIT_APPLIANCE_MEM:-3G}" \
-	-kernel "$kernel" -initrd "$initrd" -append "$append" \
+	-kernel "$kernel" -append "$append" \
 	-drive "file=$state,format=raw,if=none,id=state,cache=writeback" \
 	-device virtio-blk-pci,drive=state \
 	-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
 	-device virtio-serial-pci,id=vser0 \
 	-chardev "socket,id=mgmt,path=$sock,server=on,wait=off" \
 	-device virtserialport,bus=vser0.0,chardev=mgmt,name=luoinit.mgmt
+[ "$initrd" = none ] || set -- "$@" -initrd "$initrd"
 
 # --- watchdog, power button, outer QMP (issue 15, boot assessment) ---
 # The appliance's hardware watchdog: luoinit arms and feeds it; when it

@@ -254,13 +254,14 @@ static int cmd_reboot(json_object *args, json_object **ret, struct cmd_error *er
 
 static int cmd_update(json_object *args, json_object **ret, struct cmd_error *err)
 {
-	static const char *const keys[] = { "kernel", "initrd", "cmdline", "mode", "fault", NULL };
+	static const char *const keys[] = { "kernel", "initrd", "image", "cmdline", "mode", "fault", NULL };
 	struct update_req req = { 0 };
 	char e[512];
 
 	if (check_keys("update", args, keys, err) < 0 ||
 	    arg_string("update", args, "kernel", false, &req.kernel, err) < 0 ||
 	    arg_string("update", args, "initrd", false, &req.initrd, err) < 0 ||
+	    arg_string("update", args, "image", false, &req.image, err) < 0 ||
 	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0 ||
 	    arg_string("update", args, "mode", false, &req.mode, err) < 0 ||
 	    arg_string("update", args, "fault", false, &req.fault, err) < 0)

@@ -200,7 +200,7 @@ int preflight_check(const struct preflight *p, enum preflight_mode *ret_mode, ch
 		return -EINVAL;
 	}
 	/* Both modes need it: luoinit is the initramfs's /init. */
-	if (!p->initrd || !*p->initrd) {
+	if (!p->builtin_initramfs && (!p->initrd || !*p->initrd)) {
 		snprintf(err, errlen, "no initramfs: luoinit would not run after the kexec and the VMs "
 			 "would never come back (give initrd=PATH or set update.initrd in the config)");
 		return -EINVAL;

@@ -18,6 +18,7 @@ const char *preflight_mode_name(enum preflight_mode m);
 struct preflight {
 	const char *kernel;
 	const char *initrd;             /* NULL or "": none */
+	bool builtin_initramfs;         /* a firmware image: the kernel carries it */
 	const char *cmdline;            /* exactly what the target kernel will get */
 	enum preflight_mode mode;       /* requested */
 	bool luo_available;             /* /dev/liveupdate works on the running kernel */

@@ -31,6 +31,7 @@
 #include "pid1/modneed.h"
 #include "pid1/watchdog.h"
 #include "update/fault.h"
+#include "update/fwimage.h"
 #include "pid1/event.h"
 #include "update/fwpush.h"
 #include "update/handoff.h"
@@ -57,6 +58,7 @@ struct pvm {                    /* one VM going through the update */
 
 struct target {                 /* the kernel the update goes to */
 	const char *kernel, *initrd, *cmdline;
+	const char *image;          /* a firmware image's VERSION, or NULL */
 	enum preflight_mode mode;   /* as asked: auto, luo or full-ram */
 };
 
@@ -104,8 +106,26 @@ static const char *kexec_hint(int r)
 	switch (-r) {
 	case ENOEXEC: return " (not a kernel kexec_file_load accepts: bzImage built with RELOCATABLE?)";
 	case EADDRNOTAVAIL: return " (the images do not fit the KHO scratch area: kho_scratch=)";
-	case EPERM: return " (kexec is disabled: kernel.kexec_load_disabled?)";
 	case ENOSYS: return " (kernel without KEXEC_FILE)";
+	default: return "";
+	}
+}
+
+/* Until the firmware store lands (image-push: fwimage_path()), the image
+ * path is resolved here. */
+const char *update_sig_verdict(int r)
+{
+	switch (-r) {
+	case EKEYREJECTED: return "its signature does not verify against the trusted keys (EKEYREJECTED)";
+	case ENOKEY: return "it is not signed by a key the kernel trusts (ENOKEY)";
+	case ENODATA: return "it carries no signature, and this kernel loads only signed ones (ENODATA)";
+	case EBADMSG: return "its signature is malformed (EBADMSG)";
+	case ENOPKG: return "its signature needs an algorithm this kernel lacks (ENOPKG)";
+	case EKEYEXPIRED: return "it is signed by an expired key (EKEYEXPIRED)";
+	case EKEYREVOKED: return "it is signed by a revoked key (EKEYREVOKED)";
+	case ENOTSUP: return "its signature is of a kind this kernel cannot check (EOPNOTSUPP)";
+	case EPERM: return "the kernel does not allow it: a failed signature check under lockdown, "
+			   "or kexec disabled (kernel.kexec_load_disabled) (EPERM)";
 	default: return "";
 	}
 }
@@ -150,8 +170,29 @@ static int check_request(const struct update_ctx *c, const struct update_req *re
 		snprintf(err, errlen, "/state is not mounted: the update manifest needs it");
 		return -ENODEV;
 	}
-	t->kernel = req->kernel ? req->kernel : c->conf ? c->conf->update_kernel : NULL;
-	t->initrd = req->initrd ? req->initrd : c->conf ? c->conf->update_initrd : NULL;
+	t->image = req->image;
+	if (req->image) {
+		static char imgbuf[4096];
+		if (req->kernel || req->initrd) {
+			snprintf(err, errlen, "image= is a whole firmware image (kernel and initramfs): "
+				 "give either image= or kernel=/initrd=, not both");
+			return -EINVAL;
+		}
+		if ((r = fwimage_path(c->state_dir, req->image, imgbuf, sizeof(imgbuf))) < 0) {
+			if (r == -ENOENT)
+				snprintf(err, errlen, "image=%.80s: no such firmware image (%s; luoinit ctl image-push "
+					 "puts one there)", req->image, imgbuf);
+			else
+				snprintf(err, errlen, "image=%.80s: not a firmware version (letters, digits, . - _ +)",
+					 req->image);
+			return r;
+		}
+		t->kernel = imgbuf;
+		t->initrd = NULL;
+	} else {
+		t->kernel = req->kernel ? req->kernel : c->conf ? c->conf->update_kernel : NULL;
+		t->initrd = req->initrd ? req->initrd : c->conf ? c->conf->update_initrd : NULL;
+	}
 	t->cmdline = req->cmdline ? req->cmdline : c->conf ? c->conf->update_cmdline : NULL;
 	if (!t->kernel) {
 		snprintf(err, errlen, "no kernel: give kernel=PATH or set update.kernel in the config");
@@ -163,7 +204,7 @@ static int check_request(const struct update_ctx *c, const struct update_req *re
 	}
 	if (t->initrd && !t->initrd[0])
 		t->initrd = NULL; /* initrd= asks for none: the pre-flight says why that is refused */
-	if ((r = check_file("kernel", t->kernel, err, errlen)) < 0 ||
+	if ((r = check_file(t->image ? "firmware image" : "kernel", t->kernel, err, errlen)) < 0 ||
 	    (t->initrd && (r = check_file("initrd", t->initrd, err, errlen)) < 0))
 		return r;
 	if (!t->cmdline) {
@@ -228,6 +269,7 @@ static int step_check_target(const struct update_ctx *c, const struct target *t,
 	kabi_target(t->kernel, &target);
 	{
 		struct preflight pf = { .kernel = t->kernel, .initrd = t->initrd, .cmdline = t->cmdline,
+					.builtin_initramfs = t->image != NULL,
 					.mode = t->mode, .luo_available = U.devfd >= 0,
 					.running = &running, .target = &target,
 					.watchdog_timeout = watchdog_armed() ? watchdog_status()->timeout : 0 };
@@ -259,10 +301,16 @@ static int step_load_kernel(const struct target *t, char *err, size_t errlen)
 {
 	int r = FAULT(KEXEC_LOAD, NULL) ?: kexec_load(t->kernel, t->initrd, t->cmdline);
 
-	if (r < 0) {
+	const char *verdict = update_sig_verdict(r);
+
+	if (r < 0 && *verdict && t->image)
+		snprintf(err, errlen, "the kernel refused firmware %s (%s): %s", t->image, t->kernel, verdict);
+	else if (r < 0 && *verdict)
+		snprintf(err, errlen, "the kernel refused %s: %s", t->kernel, verdict);
+	else if (r < 0)
 		snprintf(err, errlen, "kexec_file_load %s: %s%s", t->kernel, strerror(-r), kexec_hint(r));
+	if (r < 0)
 		return r;
-	}
 	U.loaded = true;
 	return 0;
 }
@@ -352,6 +400,8 @@ static json_object *start_reply(const struct target *t)
 	json_object_object_add(o, "generation", json_object_new_string(gen));
 	json_object_object_add(o, "mode", json_object_new_string(U.luo ? "luo" : "full-ram"));
 	json_object_object_add(o, "kernel", json_object_new_string(t->kernel));
+	if (t->image)
+		json_object_object_add(o, "image", json_object_new_string(t->image));
 	json_object_object_add(o, "vms", json_object_new_int((int)U.n));
 	return o;
 }

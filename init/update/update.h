@@ -32,10 +32,16 @@ struct update_ctx {
 struct update_req {
 	const char *kernel;   /* NULL: the config's update.kernel */
 	const char *initrd;
+	const char *image;    /* a signed firmware image's VERSION: <state_dir>/firmware/VERSION.efi,
+			       * its initramfs built in; excludes kernel and initrd */
 	const char *cmdline;  /* NULL: the config's, else the running kernel's */
 	const char *mode;     /* "auto" (NULL), "luo" or "full-ram" */
 	const char *fault;    /* a test fault (update/fault.h), or NULL */
 };
+
+/* Why kexec_file_load refused a kernel, in words ("" when it says nothing
+ * about the signature): the -errno of a failed signature check. */
+const char *update_sig_verdict(int r);
 
 /* Before the blackout: checks, kexec_file_load, LUO sessions and PRESERVE_FD
  * of every VM's RAM. On success the blackout is scheduled for the next loop

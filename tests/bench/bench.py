@@ -91,7 +91,7 @@ class Box:
         # Room for a full-RAM save of the largest guest.
         disk = f"{max(3, size_mib * n_vms // 1024 * 2 + 2)}G"
         subprocess.run(["sh", os.path.join(BOARD_DIR, "mkstate.sh"), self.state, disk, vmconf,
-                        os.path.join(BB, "heartbeat.elf"), os.path.join(BB, "bzImage"),
+                        os.path.join(BB, "heartbeat.elf"), os.path.join(BB, "bzImage.signed"),
                         INITRAMFS], check=True, stdout=subprocess.DEVNULL)
 
     def qemu(self, mode):
@@ -100,7 +100,7 @@ class Box:
             env.pop(k, None)
         return subprocess.run(
             ["sh", os.path.join(BOARD_DIR, "qemu.sh"), mode, "--dir", BB, "--state", self.state,
-             "--initrd", INITRAMFS, "--cpu", self.cpu,
+             "--kernel", os.path.join(BB, "bzImage.signed"), "--initrd", INITRAMFS, "--cpu", self.cpu,
              "--socket", self.sock, "--console", self.console, "--pidfile", self.pidfile,
              "--append", self.append, "--net-port", str(self.net_port),
              "--net-peer-port", str(self.net_peer_port),
@@ -196,7 +196,7 @@ def med(xs):
 
 
 def main():
-    for p in ("bzImage", "initramfs.img", "heartbeat.elf"):
+    for p in ("bzImage.signed", "initramfs.img", "heartbeat.elf"):
         if not os.path.exists(os.path.join(BB, p)):
             raise SystemExit(f"bench: {BB}/{p} missing (make {BB}/{p})")
     rows = []

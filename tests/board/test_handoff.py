@@ -270,7 +270,8 @@ def test_config_change_waits_for_the_cold_start(three):
 
 @pytest.fixture(scope="module")
 def plain():
-    with open(os.path.join(BB, "bzImage"), "rb") as f:
+    # Signed (KEXEC_SIG_FORCE: the kernel loads no other).
+    with open(os.path.join(BB, "bzImage.signed"), "rb") as f:
         kernel = f.read()
     with open(os.path.join(BB, "bzImage.abi")) as f:
         abi = f.read()

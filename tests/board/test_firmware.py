@@ -1,0 +1,156 @@
+"""Signed firmware images (make image): the appliance boots firmware.efi
+cold (its initramfs built in), and `update image=VERSION` kexecs
+/state/firmware/VERSION.efi after the kernel verified its signature against
+its builtin trusted keys. A second image with another version is built here
+(make image VERSION=... IMAGE_OUT=...); the heartbeat guest lives through
+the update there and back. A tampered image, one signed by another key and
+an unsigned kernel are refused by the kernel before anything stops, with its
+verdict in words.
+
+The images reach /state with debugfs before the boot (as test_handoff puts
+its files); once `luoinit ctl image-push` exists, the test can push them.
+"""
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+import pytest
+
+from test_boot import BB, TOP, clean_env, new_appliance
+from test_update import assert_continued, beats, live_update, start, status, stop, vm0, wait_beating
+
+FIRMWARE = os.path.join(BB, "firmware.efi")
+
+
+def image_version(path):
+    """VERSION of a bzImage: the token after '#' in its setup header's
+    kernel_version string ("7.2.13 (luoinit@luoinit) #VERSION SMP ...")."""
+    with open(path, "rb") as f:
+        data = f.read(0x10000)
+    assert data[0x202:0x206] == b"HdrS", f"{path}: not a bzImage"
+    off = struct.unpack_from("<H", data, 0x20E)[0] + 0x200
+    s = data[off:data.index(b"\0", off)].decode()
+    return s.split("#", 1)[1].split()[0]
+
+
+def debugfs_mkdir_put(img, files, tmp):
+    """Write files {dest: local path} into the ext4 image under /firmware."""
+    cmds = ["mkdir /firmware"] + [f"write {src} {dest}" for dest, src in files.items()]
+    script = os.path.join(tmp, "debugfs.cmds")
+    with open(script, "w") as f:
+        f.write("\n".join(cmds) + "\n")
+    p = subprocess.run(["debugfs", "-w", "-f", script, img], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for dest in files:
+        q = subprocess.run(["debugfs", "-R", f"stat {dest}", img], capture_output=True, text=True)
+        assert "Inode:" in q.stdout, f"{dest} not in {img}: {q.stderr}"
+
+
+@pytest.fixture(scope="module")
+def fw():
+    if not os.path.exists(FIRMWARE):
+        pytest.skip("build/.../firmware.efi not built (make image)")
+    tmp = tempfile.mkdtemp(prefix="luoinit-fw-")
+
+    def make_image(*args):
+        p = subprocess.run(["make", "--no-print-directory", "-s", "image", *args],
+                           cwd=TOP, env=clean_env(), capture_output=True, text=True, timeout=3600)
+        assert p.returncode == 0, p.stdout + p.stderr
+    # firmware.efi as `make start` boots it (its VERSION follows the checkout).
+    make_image()
+    v1 = image_version(FIRMWARE)
+    v2 = (v1 + "-two")[-64:]
+    img2 = os.path.join(tmp, "two.efi")
+    # A second image of the same tree: another version, same key.
+    make_image(f"VERSION={v2}", f"IMAGE_OUT={img2}")
+    assert image_version(img2) == v2
+    abi = os.path.join(BB, "bzImage.abi")
+    files = {f"/firmware/{v1}.efi": FIRMWARE, f"/firmware/{v2}.efi": img2}
+    # One byte flipped in the middle of the signed image.
+    data = bytearray(open(img2, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    bad = os.path.join(tmp, "tampered.efi")
+    with open(bad, "wb") as f:
+        f.write(data)
+    files["/firmware/tampered.efi"] = bad
+    # The same kernel signed by a key the kernel does not trust.
+    key, crt = os.path.join(tmp, "other.key"), os.path.join(tmp, "other.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+                    "-subj", "/CN=not the luoinit firmware key/", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    unsigned = os.path.join(tmp, "unsigned.efi")
+    shutil.copyfile(img2, unsigned)
+    subprocess.run(["sbattach", "--remove", unsigned], check=True, capture_output=True)
+    other = os.path.join(tmp, "otherkey.efi")
+    subprocess.run(["sbsign", "--key", key, "--cert", crt, "--output", other, unsigned],
+                   check=True, capture_output=True)
+    files["/firmware/otherkey.efi"] = other
+    files["/firmware/unsigned.efi"] = unsigned
+    # The live-update ABI of each beside it (kabi_target reads KERNEL.abi).
+    for dest in list(files):
+        files[dest + ".abi"] = abi
+    a = new_appliance("luoinit-fw-")
+    debugfs_mkdir_put(a.state, files, a.dir)
+    a.append = ""
+    start(a)
+    a.v1, a.v2 = v1, v2
+    yield a
+    stop(a)
+    shutil.rmtree(a.dir, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_boots_the_firmware_image(fw):
+    st = status(fw)
+    assert st["pid1"] is True
+    assert st["firmware"]["running"]["version"] == fw.v1, st["firmware"]
+    wait_beating(fw)
+
+
+@pytest.mark.parametrize("name,verdict", [
+    ("tampered", "its signature does not verify against the trusted keys (EKEYREJECTED)"),
+    ("otherkey", "not signed by a key the kernel trusts (ENOKEY)"),
+    ("unsigned", "no signature"),
+])
+def test_refused_and_every_vm_keeps_running(fw, name, verdict):
+    before = status(fw)
+    b0 = beats(fw)
+    with pytest.raises(RuntimeError) as e:
+        fw.ctl("update", f"image={name}", timeout=120)
+    msg = str(e.value)
+    assert f"the kernel refused firmware {name}" in msg and verdict in msg, msg
+    st = status(fw)
+    assert st["boot_id"] == before["boot_id"], "the host must not have changed kernel"
+    assert vm0(st)["state"] == "running" and vm0(st)["pid"] == vm0(before)["pid"], st
+    assert st["firmware"]["running"]["version"] == fw.v1
+    assert_continued(fw, b0)
+
+
+@pytest.mark.parametrize("args,why", [
+    (["image=v2", "kernel=/state/boot/vmlinuz"], "not both"),
+    (["image=v2", "initrd=/state/boot/initramfs.img"], "not both"),
+    (["image=../boot/vmlinuz"], "not a firmware version"),
+    (["image=nosuchversion"], "/state/firmware/nosuchversion.efi"),
+])
+def test_bad_requests(fw, args, why):
+    with pytest.raises(RuntimeError) as e:
+        fw.ctl("update", *args, timeout=60)
+    assert why in str(e.value), e.value
+
+
+def test_update_to_another_image_and_back(fw):
+    for version in (fw.v2, fw.v1):
+        before, b0, rep, st = live_update(fw, f"image={version}")
+        assert rep.get("mode") == "luo" and rep.get("image") == version, rep
+        assert st["boot_id"] != before["boot_id"]
+        assert st["firmware"]["running"]["version"] == version, st["firmware"]
+        assert st.get("last_update_error") is None, st
+        assert vm0(st)["last_update"]["mode"] == "luo"
+        assert_continued(fw, b0)
+    # The plain update path still works from a firmware image: the state
+    # disk's signed kernel and its initramfs.
+    before, b0, rep, st = live_update(fw)
+    assert rep.get("kernel") == "/state/boot/vmlinuz" and "image" not in rep, rep
+    assert_continued(fw, b0)
