@@ -638,6 +638,18 @@ static int image_push(struct cl *c, const char *file, unsigned timeout_s)
 	args = json_object_new_object();
 	json_object_object_add(args, "size", json_object_new_int64((int64_t)size));
 	json_object_object_add(args, "sha256", json_object_new_string(hex));
+	{
+		/* FILE.abi (make image writes it): the image's live-update ABI. */
+		char path[4096], line[256];
+		FILE *f;
+		if ((size_t)snprintf(path, sizeof(path), "%s.abi", file) < sizeof(path) && (f = fopen(path, "re"))) {
+			if (fgets(line, sizeof(line), f)) {
+				line[strcspn(line, "\n")] = '\0';
+				json_object_object_add(args, "abi", json_object_new_string(line));
+			}
+			fclose(f);
+		}
+	}
 	if (cl_call(c, "image-push-begin", args, timeout_s, &o) < 0 || !(ret = reply_return(o, "image-push-begin")))
 		goto out;
 	if (!json_object_object_get_ex(ret, "handle", &v) || !json_object_is_type(v, json_type_int)) {

@@ -317,18 +317,24 @@ static int arg_u64(const char *cmd, json_object *args, const char *key, uint64_t
 /* Firmware delivery (update/fwpush.h): begin, one chunk per request, end. */
 static int cmd_image_push_begin(json_object *args, json_object **ret, struct cmd_error *err)
 {
-	static const char *const keys[] = { "size", "sha256", NULL };
-	const char *dir, *sha;
+	static const char *const keys[] = { "size", "sha256", "abi", NULL };
+	const char *dir, *sha, *abi = NULL;
 	uint64_t size = 0, handle = 0;
 	char e[512];
 
 	if (check_keys("image-push-begin", args, keys, err) < 0 ||
 	    arg_u64("image-push-begin", args, "size", INT64_MAX, &size, err) < 0 ||
-	    arg_string("image-push-begin", args, "sha256", true, &sha, err) < 0)
+	    arg_string("image-push-begin", args, "sha256", true, &sha, err) < 0 ||
+	    arg_string("image-push-begin", args, "abi", false, &abi, err) < 0)
 		return -EINVAL;
 	if (!(dir = sup_firmware_state_dir(e, sizeof(e))) ||
 	    fwpush_begin(dir, ctl_server_current_client(), size, sha, &handle, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "image-push-begin: %s", e);
+	if (abi && fwpush_set_abi(ctl_server_current_client(), handle, abi, e, sizeof(e)) < 0) {
+		char e2[64];
+		(void)fwpush_abort(ctl_server_current_client(), handle, e2, sizeof(e2));
+		return fail(err, "GenericError", "image-push-begin: %s", e);
+	}
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "handle", json_object_new_int64((int64_t)handle));
 	json_object_object_add(*ret, "chunk_max", json_object_new_int(FWPUSH_CHUNK_MAX));

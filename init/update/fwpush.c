@@ -1,5 +1,6 @@
 /* Firmware delivery into <state_dir>/firmware/ (fwpush.h). */
 #include "update/fwpush.h"
+#include "update/kabi.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,7 @@ static struct {
 	uint64_t handle, owner, size, received, last_ms;
 	char dir[4096], tmp[4200], state_dir[4096];
 	char want[SHA256_HEX_LEN + 1];
+	char abi[256];              /* the image's live-update ABI line, or "" */
 	struct sha256 sha;
 	int fd;
 	int timer;
@@ -256,6 +258,7 @@ int fwpush_begin(const char *state_dir, uint64_t owner, uint64_t size, const cha
 	}
 	P.owner = owner;
 	P.size = size;
+	P.abi[0] = '\0';
 	P.received = 0;
 	P.last_ms = now_ms();
 	for (size_t i = 0; i <= SHA256_HEX_LEN; i++)
@@ -450,11 +453,70 @@ static json_object *retention(const char *dir, const char *keep_too)
 		}
 		log_info("firmware: removed %s (the newest %d images are kept, and the running one)", path,
 			 FWPUSH_KEEP);
+		snprintf(path, sizeof(path), "%s/%s%s", dir, v[i].name, KABI_TARGET_SUFFIX);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_errno(LOG_WARN, errno, "firmware: removing %s", path);
 		json_object_array_add(removed, json_object_new_string(v[i].name));
 	}
 	if (json_object_array_length(removed))
 		(void)fsync_dir(dir);
 	return removed;
+}
+
+int fwpush_set_abi(uint64_t owner, uint64_t handle, const char *abi, char *err, size_t errlen)
+{
+	struct kabi k = { 0 };
+	const char *why = NULL;
+	int r;
+
+	if ((r = push_get(owner, handle, err, errlen)) < 0)
+		return r;
+	if (strlen(abi) >= sizeof(P.abi))
+		why = "too long";
+	else if (strpbrk(abi, "\n\r"))
+		why = "more than one line";
+	else if (kabi_parse(abi, &k) < 0 || !k.known)
+		why = k.why[0] ? k.why : "not key=value words";
+	if (why) {
+		snprintf(err, errlen, "abi: not a live-update ABI line (%s)", why);
+		return -EINVAL;
+	}
+	snprintf(P.abi, sizeof(P.abi), "%s", abi);
+	return 0;
+}
+
+/* VERSION.efi.abi beside the image (update reads the target's ABI there),
+ * written whole before the image appears. */
+static int write_abi(const char *image_path, char *err, size_t errlen)
+{
+	char path[4500], tmp[4600];
+	size_t len = strlen(P.abi);
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "%s%s", image_path, KABI_TARGET_SUFFIX);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		r = -errno;
+	else {
+		ssize_t w;
+		P.abi[len] = '\n';
+		w = write(fd, P.abi, len + 1);
+		if (w < 0 || fsync(fd) < 0)
+			r = -errno;
+		else if (w != (ssize_t)(len + 1))
+			r = -EIO;
+		P.abi[len] = '\0';
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r == 0 && rename(tmp, path) < 0)
+			r = -errno;
+	}
+	if (r < 0) {
+		(void)unlink(tmp);
+		snprintf(err, errlen, "storing %s: %s: refused, nothing kept", path, strerror(-r));
+	}
+	return r;
 }
 
 int fwpush_end(uint64_t owner, uint64_t handle, json_object **ret, char *err, size_t errlen)
@@ -504,6 +566,10 @@ int fwpush_end(uint64_t owner, uint64_t handle, json_object **ret, char *err, si
 		log_info("image-push %" PRIu64 ": %s is already stored, the same image", P.handle, path);
 		push_close();
 	} else {
+		if (P.abi[0] && (r = write_abi(path, err, errlen)) < 0) {
+			push_drop("its ABI could not be stored");
+			return r;
+		}
 		if (fsync(P.fd) < 0 || rename(P.tmp, path) < 0 || (r = fsync_dir(P.dir)) < 0) {
 			r = r < 0 ? r : -errno;
 			snprintf(err, errlen, "storing the image as %s: %s: refused, nothing kept", path, strerror(-r));

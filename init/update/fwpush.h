@@ -53,6 +53,10 @@ int fwpush_chunk(uint64_t owner, uint64_t handle, uint64_t offset, const char *b
  * {version, file, size, sha256, signed, signed_by, removed: [file...]}.
  * Every failure ends the push with nothing kept. */
 int fwpush_end(uint64_t owner, uint64_t handle, struct json_object **ret, char *err, size_t errlen);
+/* The image's live-update ABI (a kernel-abi.sh line): stored at end as
+ * VERSION.efi.abi, where update reads a target's ABI. Without it an update
+ * into the image cannot use LUO (mode auto falls back to full-RAM). */
+int fwpush_set_abi(uint64_t owner, uint64_t handle, const char *abi, char *err, size_t errlen);
 /* abort: the client gives up; the temporary file is removed. */
 int fwpush_abort(uint64_t owner, uint64_t handle, char *err, size_t errlen);
 

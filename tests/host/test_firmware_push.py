@@ -100,6 +100,32 @@ def test_push_appears_in_status(supervisors, tmpdir_short):
     assert {"image-push-begin", "image-push-chunk", "image-push-end", "image-push-abort"} <= names
 
 
+def test_abi_beside_the_image_goes_along(supervisors, tmpdir_short):
+    """FILE.abi (make image writes it) is pushed with the image and stored as
+    VERSION.efi.abi, where update reads the target's live-update ABI; a line
+    that is not one is refused before anything is written."""
+    s = supervisors(config=EMPTY)
+    line = "kho=kho-v4 luo=luo-v5 memfd=memfd-v2 release=7.2.13"
+    path = write(os.path.join(tmpdir_short, "c.efi"), image(1 << 20, "v3"))
+    with open(path + ".abi", "w") as f:
+        f.write(line + "\n")
+    r = push(s, path)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(s.state_dir, "firmware", "v3.efi.abi")) as f:
+        assert f.read() == line + "\n"
+    # An image without one gets none.
+    r = push(s, write(os.path.join(tmpdir_short, "d.efi"), image(1 << 20, "v4")))
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(os.path.join(s.state_dir, "firmware", "v4.efi.abi"))
+    # A bad line: refused at begin, no temporary file left.
+    path = write(os.path.join(tmpdir_short, "e.efi"), image(1 << 20, "v5"))
+    with open(path + ".abi", "w") as f:
+        f.write("this is not an abi line\n")
+    r = push(s, path)
+    assert r.returncode == 1 and "abi: not a live-update ABI line" in r.stderr, r.stderr
+    assert sorted(fw_files(s)) == ["v3.efi", "v3.efi.abi", "v4.efi"]
+
+
 @pytest.mark.skipif(not shutil.which("sbsign") or not shutil.which("openssl"),
                     reason="sbsigntool/openssl not installed")
 def test_signed_image(supervisors, tmpdir_short):
