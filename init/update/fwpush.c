@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pid1/fsync_dir.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
 
@@ -342,18 +343,6 @@ int fwpush_abort(uint64_t owner, uint64_t handle, char *err, size_t errlen)
 
 	if (r == 0)
 		push_drop("the client aborted it");
-	return r;
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
 	return r;
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 
+#include "pid1/fsync_dir.h"
 #include "pid1/log.h"
 
 uint64_t handoff_new_generation(void)
@@ -32,18 +33,6 @@ uint64_t handoff_new_generation(void)
 	/* Even, and never 0 or all-ones, so generation + 1 is a distinct token. */
 	g &= ~(uint64_t)1;
 	return g ? g : 2;
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
 }
 
 static void add_str(json_object *o, const char *k, const char *v)
