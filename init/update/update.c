@@ -111,8 +111,6 @@ static const char *kexec_hint(int r)
 	}
 }
 
-/* Until the firmware store lands (image-push: fwimage_path()), the image
- * path is resolved here. */
 const char *update_sig_verdict(int r)
 {
 	switch (-r) {
@@ -599,8 +597,13 @@ static void preserve_manifest(void)
 out:
 	if (fd >= 0)
 		close(fd);
-	if (r < 0)
+	if (r < 0) {
+		/* No half copy across the kexec: closing the session unpreserves it. */
+		if (U.manifest_session >= 0)
+			close(U.manifest_session);
+		U.manifest_session = -1;
 		log_errno(LOG_WARN, r, "update: the manifest's LUO copy (the new init reads %s instead)", path);
+	}
 }
 
 static int step_write_manifest(const struct update_ctx *c, char *what, size_t len)
