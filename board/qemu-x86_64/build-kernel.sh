@@ -54,21 +54,42 @@ save() {
 	cp -R "$out/modules" "$e/modules"
 	cp "$obj/.config" "$e/config"
 	cp "$obj/usr/gen_init_cpio" "$e/usr/gen_init_cpio"
-	# The object tree, for relinking (its .cmd files name the source by its
-	# absolute path: restored only for the same source directory).
+	# The object tree, for relinking (relocate() above, on restore).
 	echo "$src" > "$e/kernel-src-path"
 	echo "kernel: caching the object tree"
 	tar -C "$obj" -cf - . | zstd -q -1 -T0 -o "$e/kernel-obj.tar.zst" || rm -f "$e/kernel-obj.tar.zst"
 	cache_put kernel "$key" "$e"
 	rm -rf "$e"
 }
+# The object tree's Kbuild files name the source and the tree itself by
+# their absolute paths (the commands in the .cmd files, which Kbuild compares
+# with the ones it would run now; the tree's Makefile). A tree cached by a
+# checkout elsewhere gets them rewritten, each file's mtime kept, so that a
+# relink there stays a relink instead of a whole build.
+relocate() { # OLD NEW
+	[ "$1" = "$2" ] && return 0
+	case "$1$2" in *[\\\|\&]*|"") return 1 ;; esac
+	grep -rlF --include='*.cmd' --include=Makefile -e "$1" "$obj" | while IFS= read -r f; do
+		sed "s|$1|$2|g" "$f" > "$f.reloc" && touch -r "$f" "$f.reloc" && mv "$f.reloc" "$f" || exit 1
+	done
+}
 restore() {
-	if [ -f "$1/kernel-obj.tar.zst" ] && [ "$(cat "$1/kernel-src-path" 2>/dev/null)" = "$src" ]; then
+	if [ -f "$1/kernel-obj.tar.zst" ]; then
 		rm -rf "$obj"
 		mkdir -p "$obj"
-		zstd -q -d -c "$1/kernel-obj.tar.zst" | tar -C "$obj" -xf - || rm -rf "$obj"
+		# Where the tree was built: its generated Makefile says.
+		if zstd -q -d -c "$1/kernel-obj.tar.zst" | tar -C "$obj" -xf - &&
+		   old_obj=$(sed -n 's/^export KBUILD_OUTPUT = //p' "$obj/Makefile") &&
+		   old_src=$(sed -n 's|^include \(.*\)/Makefile$|\1|p' "$obj/Makefile") &&
+		   relocate "$old_src" "$src" && relocate "$old_obj" "$obj"; then
+			[ "$old_src" = "$src" ] || echo "kernel: the cached object tree moved from $old_src to $src"
+		else
+			echo "kernel: the cached object tree could not be restored: a firmware image relinks from scratch" >&2
+			rm -rf "$obj"
+		fi
 	fi
 	mkdir -p "$obj/usr"
+	[ -e "$obj/usr/luoinit-builtin.cpio" ] || : > "$obj/usr/luoinit-builtin.cpio"
 	rm -rf "$out/modules"
 	cp -R "$1/modules" "$out/modules"
 	cp "$1/kernel.release" "$out/kernel.release"

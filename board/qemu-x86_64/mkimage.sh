@@ -96,7 +96,7 @@ work=$(cd "$(dirname "$work")" && pwd)/$(basename "$work")
 log=$work.log
 if [ "$(cat "$work/.kernel-key" 2>/dev/null)" != "$kkey" ]; then
 	[ -f "$kobj/vmlinux.o" ] ||
-		say "$kobj has no object tree (an older cache entry): the relink builds the kernel whole (10-25 min)"
+		say "$kobj has no object tree (a cache entry without one): the relink builds the kernel whole (10-25 min)"
 	say "copy the object tree to $work"
 	rm -rf "$work"
 	cp -a "$kobj" "$work.tmp"
@@ -106,7 +106,7 @@ fi
 mkdir -p "$work/usr"
 if [ -n "$cpio" ]; then
 	cmp -s "$cpio" "$work/usr/luoinit-builtin.cpio" || cp "$cpio" "$work/usr/luoinit-builtin.cpio"
-elif [ -s "$work/usr/luoinit-builtin.cpio" ]; then
+elif [ ! -e "$work/usr/luoinit-builtin.cpio" ] || [ -s "$work/usr/luoinit-builtin.cpio" ]; then
 	: > "$work/usr/luoinit-builtin.cpio"
 fi
 K="make -C $src O=$work ARCH=x86 -j$jobs"
