@@ -586,6 +586,45 @@ int fwpush_end(uint64_t owner, uint64_t handle, json_object **ret, char *err, si
 	return 0;
 }
 
+int fwpush_remove(const char *state_dir, const char *version, json_object **ret, char *err, size_t errlen)
+{
+	char running[FWIMAGE_VERSION_MAX + 1] = "", dir[4200], path[4400], abi[4500];
+	struct stat st;
+
+	if (!fwimage_version_valid(version))
+		return fail(err, errlen, "'%.80s' is not an image version (letters, digits and . _ + ~ -, at most %d)",
+			    version, FWIMAGE_VERSION_MAX);
+	(void)fwpush_running_version(running, sizeof(running));
+	if (strcmp(version, running) == 0) {
+		snprintf(err, errlen, "%s is the running firmware: kept", version);
+		return -EBUSY;
+	}
+	snprintf(dir, sizeof(dir), "%s/" FWIMAGE_DIR, state_dir);
+	snprintf(path, sizeof(path), "%s/%s" FWIMAGE_SUFFIX, dir, version);
+	snprintf(abi, sizeof(abi), "%s%s", path, KABI_TARGET_SUFFIX);
+	if (lstat(path, &st) < 0) {
+		int r = errno;
+		snprintf(err, errlen, "no image %s stored (%s: %s)", version, path, strerror(r));
+		return -r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "no image %s stored (%s is not a regular file)", version, path);
+		return -ENOENT;
+	}
+	/* The ABI first: an image never stays without the ABI it came with. */
+	if ((unlink(abi) < 0 && errno != ENOENT) || unlink(path) < 0) {
+		int r = errno;
+		snprintf(err, errlen, "removing %s: %s", path, strerror(r));
+		return -r;
+	}
+	(void)fsync_dir(dir);
+	log_info("firmware: removed %s (%lld bytes) on request", path, (long long)st.st_size);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "file", json_object_new_string(path));
+	json_object_object_add(*ret, "size", json_object_new_int64((int64_t)st.st_size));
+	return 0;
+}
+
 int fwpush_running_version(char *out, size_t len)
 {
 	struct utsname u;

@@ -60,6 +60,12 @@ int fwpush_set_abi(uint64_t owner, uint64_t handle, const char *abi, char *err, 
 /* abort: the client gives up; the temporary file is removed. */
 int fwpush_abort(uint64_t owner, uint64_t handle, char *err, size_t errlen);
 
+/* remove: delete the stored image VERSION (and its .abi), to make room on
+ * /state; never the running one. *ret: {file, size}. -ENOENT when there is
+ * no such image, -EBUSY for the running one, -EINVAL for a bad name. */
+int fwpush_remove(const char *state_dir, const char *version, struct json_object **ret, char *err,
+		  size_t errlen);
+
 /* The connection owner is gone (closed, or the port's host left). */
 void fwpush_owner_gone(uint64_t owner);
 /* Abandon any push now (before /state is unmounted), saying why in the log. */

@@ -7,9 +7,13 @@ the update there and back. A tampered image, one signed by another key and
 an unsigned kernel are refused by the kernel before anything stops, with its
 verdict in words.
 
-The images reach /state with debugfs before the boot (as test_handoff puts
-its files); once `luoinit ctl image-push` exists, the test can push them.
+The first image, the bad ones and a nearly full /state (a filler and two
+old images) are put there with debugfs before the boot (as test_handoff
+puts its files); the second image is pushed over the management port
+(`luoinit ctl image-push`, with its ABI): refused while /state is nearly
+full, cut halfway once, then whole.
 """
+import hashlib
 import os
 import shutil
 import struct
@@ -18,8 +22,8 @@ import tempfile
 
 import pytest
 
-from test_boot import BB, TOP, clean_env, new_appliance
-from test_update import assert_continued, beats, live_update, start, status, stop, vm0, wait_beating
+from test_boot import BB, LUOINIT, TOP, clean_env, new_appliance
+from test_update import assert_continued, beats, live_update, start, status, stop, vm0, wait_beating, wait_status
 
 FIRMWARE = os.path.join(BB, "firmware.efi")
 
@@ -33,6 +37,32 @@ def image_version(path):
     off = struct.unpack_from("<H", data, 0x20E)[0] + 0x200
     s = data[off:data.index(b"\0", off)].decode()
     return s.split("#", 1)[1].split()[0]
+
+
+def ext4_free(img):
+    """What push will see on the mounted filesystem, from its superblock:
+    statvfs's f_bavail (ext4_statfs: the free blocks less the root-reserved
+    ones and the kernel's own reserve, 2 % of the blocks but at most 4096)
+    and push's margin (5 % of the size: from the block count, which is at
+    most a few MiB over f_blocks, the size less the metadata)."""
+    out = subprocess.run(["dumpe2fs", "-h", img], capture_output=True, text=True, check=True).stdout
+    f = dict((k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in out.splitlines() if ":" in ln))
+    bs, blocks = int(f["Block size"]), int(f["Block count"])
+    avail = (int(f["Free blocks"]) - int(f["Reserved block count"]) - min(blocks // 50, 4096)) * bs
+    return avail, max(16 << 20, blocks * bs // 100 * 5), bs
+
+
+def debugfs_fill(img, leave, tmp):
+    """A file /filler of unwritten extents (no data on the host), so that
+    about `leave` bytes stay available past push's margin."""
+    avail, margin, bs = ext4_free(img)
+    n = (avail - margin - leave) // bs
+    assert n > 0, (avail, margin, leave)
+    script = os.path.join(tmp, "fill.cmds")
+    with open(script, "w") as f:
+        f.write(f"write /dev/null /filler\nfallocate /filler 0 {n - 1}\nsif /filler size {n * bs}\n")
+    p = subprocess.run(["debugfs", "-w", "-f", script, img], capture_output=True, text=True)
+    assert p.returncode == 0 and "rror" not in p.stderr, p.stderr
 
 
 def debugfs_mkdir_put(img, files, tmp):
@@ -67,7 +97,11 @@ def fw():
     make_image(f"VERSION={v2}", f"IMAGE_OUT={img2}")
     assert image_version(img2) == v2
     abi = os.path.join(BB, "bzImage.abi")
-    files = {f"/firmware/{v1}.efi": FIRMWARE, f"/firmware/{v2}.efi": img2}
+    # v2 is pushed over the management port (test_push_...).
+    files = {f"/firmware/{v1}.efi": FIRMWARE}
+    # Two old images (copies of the first) on a nearly full /state.
+    files["/firmware/old-a.efi"] = FIRMWARE
+    files["/firmware/old-b.efi"] = FIRMWARE
     # One byte flipped in the middle of the signed image.
     data = bytearray(open(img2, "rb").read())
     data[len(data) // 2] ^= 0x01
@@ -93,9 +127,12 @@ def fw():
         files[dest + ".abi"] = abi
     a = new_appliance("luoinit-fw-")
     debugfs_mkdir_put(a.state, files, a.dir)
+    # Room for half of v2 past the margin: the push is refused until one
+    # old image goes.
+    debugfs_fill(a.state, os.path.getsize(img2) // 2, a.dir)
     a.append = ""
     start(a)
-    a.v1, a.v2 = v1, v2
+    a.v1, a.v2, a.img2 = v1, v2, img2
     yield a
     stop(a)
     shutil.rmtree(a.dir, ignore_errors=True)
@@ -140,7 +177,60 @@ def test_bad_requests(fw, args, why):
     assert why in str(e.value), e.value
 
 
+def stored(fw):
+    return {os.path.basename(i["file"]): i for i in status(fw)["firmware"]["images"]}
+
+
+def test_push_into_a_nearly_full_state_then_cut_then_whole(fw):
+    """The second image over the management port. /state nearly full: the
+    push is refused before a byte is written, in words with the numbers;
+    image-remove of an old image makes room. A push cut halfway (the client
+    killed) leaves nothing and gives the space back; the next push stores
+    the image whole, with the same sha256 in its reply, in status and in
+    the file that was sent."""
+    with open(fw.img2, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    b0, pid = beats(fw), vm0(status(fw))["pid"]
+    before = stored(fw)
+    assert {"old-a.efi", "old-b.efi"} <= set(before) and f"{fw.v2}.efi" not in before, before
+    with pytest.raises(RuntimeError) as e:
+        fw.ctl("image-push", fw.img2, timeout=300)
+    assert "no space left on /state" in str(e.value) and "MiB free, image is" in str(e.value), e.value
+    st = status(fw)
+    assert st["firmware"]["push"] is None and stored(fw) == before, st["firmware"]
+    out = fw.ctl("image-remove", "version=old-a")
+    assert out["file"].endswith("/firmware/old-a.efi") and out["size"] == os.path.getsize(FIRMWARE), out
+    free = status(fw)["state"]["free_bytes"]
+    # Cut: the client is killed once it reported 30 %.
+    p = subprocess.Popen([LUOINIT, "ctl", "--socket", fw.sock, "--timeout", "600", "image-push", fw.img2],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in p.stderr:
+            seen.append(line)
+            if "(30%)" in line or "(40%)" in line:
+                break
+    finally:
+        p.kill()
+        p.wait()
+    assert any("(30%)" in ln or "(40%)" in ln for ln in seen), "".join(seen)
+    # Abandoned when the port's host leaves (or, at the latest, idle).
+    st = wait_status(fw, 90, lambda st: st["firmware"]["push"] is None)
+    assert f"{fw.v2}.efi" not in stored(fw)
+    assert abs(st["state"]["free_bytes"] - free) < (2 << 20), (st["state"], free)
+    # Whole.
+    out = fw.ctl("image-push", fw.img2, timeout=900)
+    assert out["version"] == fw.v2 and out["signed"] is True and out["sha256"] == want, out
+    after = stored(fw)
+    assert after[f"{fw.v2}.efi"]["sha256"] == want and after[f"{fw.v2}.efi"]["version"] == fw.v2, after
+    assert f"{fw.v1}.efi" in after and len(after) <= 4, after  # the newest three and the running one
+    # The guest ran on throughout (its log may have rotated past b0: only later beats).
+    wait_beating(fw, after=b0[-1][0])
+    assert vm0(status(fw))["pid"] == pid
+
+
 def test_update_to_another_image_and_back(fw):
+    assert f"{fw.v2}.efi" in stored(fw), "the push test stores it"
     for version in (fw.v2, fw.v1):
         before, b0, rep, st = live_update(fw, f"image={version}")
         assert rep.get("mode") == "luo" and rep.get("image") == version, rep

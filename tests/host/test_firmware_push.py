@@ -241,25 +241,59 @@ def test_no_version_refused(supervisors, tmpdir_short):
 
 
 def test_too_big_for_free_space(supervisors, tmpdir_short):
-    """firmware/ on a 24 MiB tmpfs: 16 MiB are kept free, so 10 MiB is
-    refused before a byte is written, 4 MiB fits."""
+    """firmware/ on a 32 MiB tmpfs: 16 MiB are kept free, so one 10 MiB
+    image fits and a second is refused before a byte is written; removing
+    the first (image-remove) makes room for it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     s = supervisors(config=EMPTY)
     fwdir = os.path.join(s.state_dir, "firmware")
     os.makedirs(fwdir, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "luoinit-test", fwdir], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "luoinit-test", fwdir], check=True)
     try:
-        r = push(s, write(os.path.join(tmpdir_short, "big.efi"), image(10 << 20, "v6")))
+        r = push(s, write(os.path.join(tmpdir_short, "one.efi"), image(10 << 20, "v6")))
+        assert r.returncode == 0, r.stderr
+        two = write(os.path.join(tmpdir_short, "two.efi"), image(10 << 20, "v7"))
+        r = push(s, two)
         assert r.returncode == 1, r.stderr
         assert "no space left on" in r.stderr and "MiB free, image is 10.0 MiB" in r.stderr, r.stderr
         assert "100%" not in r.stderr and "0%" not in r.stderr  # refused at begin
-        assert os.listdir(fwdir) == []
-        r = push(s, write(os.path.join(tmpdir_short, "small.efi"), image(4 << 20, "v6")))
-        assert r.returncode == 0, r.stderr
         assert os.listdir(fwdir) == ["v6.efi"]
+        out = s.cmd("image-remove", version="v6")
+        assert out == {"file": os.path.join(fwdir, "v6.efi"), "size": 10 << 20}, out
+        r = push(s, two)
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(fwdir) == ["v7.efi"]
     finally:
         subprocess.run(["umount", fwdir], check=False)
+
+
+def test_image_remove(supervisors, tmpdir_short):
+    """image-remove deletes a stored image and its ABI; never the running
+    one; a missing image or a name that is no version is an error that
+    says so, and nothing else is touched."""
+    s = supervisors(config=EMPTY)
+    path = write(os.path.join(tmpdir_short, "a.efi"), image(1 << 20, "old1"))
+    with open(path + ".abi", "w") as f:
+        f.write("kho=kho-v4 luo=luo-v5 memfd=memfd-v2 release=7.2.13\n")
+    assert push(s, path).returncode == 0
+    assert push(s, write(os.path.join(tmpdir_short, "b.efi"), image(1 << 20, "old2"))).returncode == 0
+    assert fw_files(s) == ["old1.efi", "old1.efi.abi", "old2.efi"]
+    assert s.cmd("image-remove", version="old1")["size"] == 1 << 20
+    assert fw_files(s) == ["old2.efi"]
+    assert [i["version"] for i in firmware(s)["images"]] == ["old2"]
+    for version, why in (("old1", "no image old1 stored"), ("../old2", "is not an image version"),
+                         ("", "is not an image version")):
+        r = s.request("image-remove", {"version": version})
+        assert "error" in r and why in r["error"]["desc"], r
+    assert fw_files(s) == ["old2.efi"]
+    assert "firmware: removed" in s.log()
+    running = firmware(s)["running"]["version"]
+    if running:
+        assert push(s, write(os.path.join(tmpdir_short, "c.efi"), image(1 << 20, running))).returncode == 0
+        r = s.request("image-remove", {"version": running})
+        assert "error" in r and "is the running firmware" in r["error"]["desc"], r
+        assert f"{running}.efi" in fw_files(s)
 
 
 def test_retention_keeps_three(supervisors, tmpdir_short):
