@@ -229,6 +229,7 @@ static int pid1_main(void)
 	o.pid1 = true;
 	o.state_dir = STATE_DIR;
 	o.state_spec = cl.state;
+	o.esp_spec = cl.esp;
 	o.mgmt_name = cl.mgmt[0] ? cl.mgmt : NULL;
 	o.modules_loaded = loaded;
 	o.modules_failed = failed;

@@ -15,9 +15,11 @@ pkgs="musl-tools dpkg-dev autoconf automake libtool pkg-config cmake
       libjson-c-dev clang cppcheck clang-tidy gnuplot-nox socat python3
       kmod file python3-pytest lz4
       ninja-build libglib2.0-dev libseccomp-dev python3-venv
-      iproute2 sbsigntool openssl faketime"  # ip netns: the host networking tests;
+      iproute2 sbsigntool openssl faketime
+      ovmf systemd-boot-efi fdisk dosfstools mtools"  # ip netns: the host networking tests;
 # sbsign, openssl, faketime: make image (signed, with a fixed signing time)
-# and tests/host/test_firmware_push.py (signs an image)
+# and tests/host/test_firmware_push.py (signs an image); OVMF, systemd-boot,
+# sfdisk, mkfs.fat, mtools: the board's UEFI boot disk (board/.../mkesp.sh)
 # Our QEMU's build (initramfs/build-qemu.sh) needs meson >= 1.5: bookworm has 1.0.
 MESON_MIN=1.5
 qemu_pkgs="qemu-system-x86 qemu-utils"

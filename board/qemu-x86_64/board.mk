@@ -95,13 +95,34 @@ BOARD_NET_PEER_PORT ?= 10101
 NET_PORTS_FILE      ?= $(BB)/net-ports
 QEMU_SH_NET = --net-port $(BOARD_NET_PORT) --net-peer-port $(BOARD_NET_PEER_PORT) --net-ports $(NET_PORTS_FILE)
 # --- end of networking ---
-# What the appliance boots: the firmware image (its initramfs built in), or
+# --- the boot disk (README "Boot assessment"): GPT with an EFI system
+# partition: systemd-boot and firmware.efi with its boot entry. luoinit adds
+# and assesses the entries of later firmware on it.
+ESP_IMG  ?= $(BB)/esp.img
+ESP_SIZE ?= 256
+$(BB)/esp.img: $(BOARD_DIR)/mkesp.sh $(BOARD_DIR)/cmdline $(IMAGE_OUT) | deps-ok
+	@rm -f $@.vars
+	@sh $(BOARD_DIR)/mkesp.sh $@ $(ESP_SIZE) $(IMAGE_OUT) "$(VERSION)" $(BOARD_DIR)/cmdline
+.PHONY: esp
+esp: $(BB)/esp.img
+
+# How the appliance boots: BOARD_BOOT=uefi (OVMF, systemd-boot, the boot
+# entry's command line: QEMU_APPEND is refused), or direct: QEMU loads
+# BOARD_KERNEL, the firmware image (its initramfs built in), or
 # BOARD_KERNEL=$(BB)/bzImage.signed BOARD_INITRD=$(INITRAMFS), the kernel and
-# initramfs apart as before.
+# initramfs apart as before, with QEMU_APPEND added to the command line.
+BOARD_BOOT   ?= uefi
 BOARD_KERNEL ?= $(IMAGE_OUT)
 BOARD_INITRD ?= none
-BOARD_RUN_DEPS := $(B)/luoinit $(BOARD_KERNEL) $(filter-out none,$(BOARD_INITRD)) $(STATE_IMG) $(BB)/accel
-QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) --kernel $(BOARD_KERNEL) --initrd $(BOARD_INITRD) \
+ifeq ($(BOARD_BOOT),uefi)
+BOARD_BOOT_DEPS := $(ESP_IMG)
+QEMU_SH_BOOT := --esp $(ESP_IMG)
+else
+BOARD_BOOT_DEPS := $(BOARD_KERNEL) $(filter-out none,$(BOARD_INITRD))
+QEMU_SH_BOOT :=
+endif
+BOARD_RUN_DEPS := $(B)/luoinit $(BOARD_BOOT_DEPS) $(STATE_IMG) $(BB)/accel
+QEMU_SH = sh $(BOARD_DIR)/qemu.sh $(1) --dir $(BB) $(QEMU_SH_BOOT) --kernel $(BOARD_KERNEL) --initrd $(BOARD_INITRD) \
 	--state $(STATE_IMG) --socket $(MGMT_SOCK) --console $(CONSOLE_LOG) --pidfile $(QEMU_PIDFILE) \
 	--accel $(ACCEL) --cpu $(QEMU_CPU) --luoinit $(B)/luoinit --append "$(QEMU_APPEND)" $(QEMU_SH_NET)
 
@@ -114,4 +135,4 @@ stop:
 	@$(call QEMU_SH,stop)
 
 BOARD_TEST_DEPS := $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS) $(BB)/state.img $(BB)/accel $(HEARTBEAT) \
-	$(IMAGE_OUT) $(BB)/bzImage.signed
+	$(IMAGE_OUT) $(BB)/bzImage.signed $(BB)/esp.img

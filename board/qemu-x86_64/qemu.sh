@@ -12,6 +12,10 @@
 #               system_powerdown presses the appliance's power button; the
 #               WATCHDOG event says its watchdog fired
 #   --net-port P  --net-peer-port Q  --net-ports FILE   (the uplink, below)
+#   --esp IMG   boot through UEFI (OVMF, then systemd-boot) from this boot disk
+#               (mkesp.sh) instead of --kernel/--initrd: the command line is
+#               then the boot entry's (--append is refused). OVMF's variable
+#               store is IMG.vars (made from OVMF_VARS_4M.fd when missing).
 # Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
 # Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
@@ -26,7 +30,8 @@ dir=$top/build/qemu-x86_64
 kernel="" initrd="" state="" sock="" console="" pidfile="" accel="" qmp=""
 cmdline_file=$here/cmdline extra="" luoinit=$top/build/luoinit
 qemu=${QEMU:-/usr/bin/qemu-system-x86_64} timeout_s=90 cpu=max
-net_port=10100 net_peer_port=10101 net_ports=""
+net_port=10100 net_peer_port=10101 net_ports="" esp=""
+ovmf=/usr/share/OVMF
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) dir=$2 ;;
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
 	--net-port) net_port=$2 ;;
 	--net-peer-port) net_peer_port=$2 ;;
 	--net-ports) net_ports=$2 ;;
+	--esp) esp=$2 ;;
 	*) echo "qemu.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -83,16 +89,34 @@ if [ "$mode" = stop ]; then
 fi
 
 # --initrd none: a firmware image, its initramfs built in (make image).
+if [ -n "$esp" ]; then
+	kernel=none initrd=none
+	[ -z "$(echo "$extra" | tr -d ' ')" ] ||
+		{ echo "qemu.sh: --append with --esp: the command line is the boot entry's" >&2; exit 2; }
+	for f in "$esp" "$ovmf/OVMF_CODE_4M.fd" "$ovmf/OVMF_VARS_4M.fd"; do
+		[ -f "$f" ] || { echo "qemu.sh: missing $f (make deps: ovmf)" >&2; exit 1; }
+	done
+	[ -f "$esp.vars" ] || cp "$ovmf/OVMF_VARS_4M.fd" "$esp.vars"
+fi
 for f in "$kernel" "$initrd" "$state"; do
-	[ "$f" = none ] && [ "$f" = "$initrd" ] && continue
+	[ "$f" = none ] && { [ "$f" = "$initrd" ] || [ -n "$esp" ]; } && continue
 	[ -f "$f" ] || { echo "qemu.sh: missing $f" >&2; exit 1; }
 done
 append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
 append="${append% } $extra"
 
 set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
-	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${LUOINIT_APPLIANCE_MEM:-3G}" \
-	-kernel "$kernel" -append "$append" \
+	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${LUOINIT_APPLIANCE_MEM:-3G}"
+if [ -n "$esp" ]; then
+	# The boot disk first: OVMF would otherwise try the NIC's PXE too.
+	set -- "$@" -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf/OVMF_CODE_4M.fd" \
+		-drive "if=pflash,format=raw,unit=1,file=$esp.vars" \
+		-drive "file=$esp,format=raw,if=none,id=esp,cache=writeback" \
+		-device virtio-blk-pci,drive=esp,bootindex=0
+else
+	set -- "$@" -kernel "$kernel" -append "$append"
+fi
+set -- "$@" \
 	-drive "file=$state,format=raw,if=none,id=state,cache=writeback" \
 	-device virtio-blk-pci,drive=state \
 	-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
@@ -113,7 +137,7 @@ set -- "$@" -device i6300esb -action watchdog=reset \
 # the other end). The ports are written to --net-ports for tools to find.
 case "$net_port$net_peer_port" in *[!0-9]*|"") echo "qemu.sh: bad net ports" >&2; exit 2 ;; esac
 set -- "$@" -netdev "dgram,id=uplink,local.type=inet,local.host=127.0.0.1,local.port=$net_port,remote.type=inet,remote.host=127.0.0.1,remote.port=$net_peer_port" \
-	-device virtio-net-pci,netdev=uplink
+	-device virtio-net-pci,netdev=uplink,romfile=
 write_net_ports() {
 	printf 'BOARD_NET_PORT=%s\nBOARD_NET_PEER_PORT=%s\n' "$net_port" "$net_peer_port" > "${net_ports:-$dir/net-ports}"
 }

@@ -14,6 +14,7 @@ void cmdline_defaults(struct cmdline *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	strcpy(ret->state, "LABEL=luoinit-state");
+	strcpy(ret->esp, "PARTLABEL=luoinit-esp");
 	strcpy(ret->mgmt, "luoinit.mgmt");
 	ret->log_level = LOG_INFO;
 	ret->watchdog = CMDLINE_WATCHDOG_DEFAULT;
@@ -91,6 +92,8 @@ static void parse_param(char *word, struct cmdline *c, void (*warn)(const char *
 	key += 8;
 	if (strcmp(key, "state") == 0)
 		r = copy_value(c->state, sizeof(c->state), v);
+	else if (strcmp(key, "esp") == 0)
+		r = copy_value(c->esp, sizeof(c->esp), v);
 	else if (strcmp(key, "config") == 0)
 		r = v && v[0] != '/' ? -EINVAL : copy_value(c->config, sizeof(c->config), v);
 	else if (strcmp(key, "modules") == 0)

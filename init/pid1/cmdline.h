@@ -7,6 +7,8 @@
 
 struct cmdline {
 	char state[256];    /* statefs spec, default "LABEL=luoinit-state" */
+	char esp[256];      /* the EFI system partition (boot assessment), default
+			     * "PARTLABEL=luoinit-esp" */
 	char config[4096];  /* "" = /state/vmconf.json, else /etc/luoinit/vmconf.json */
 	char modules[1024]; /* "a,b,c" or "" */
 	char mgmt[64];      /* virtio-serial port name, default "luoinit.mgmt" */

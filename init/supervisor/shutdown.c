@@ -43,6 +43,7 @@ int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms)
 		vm_log_close(s->vms[i]);
 	log_file_close();
 	fwpush_abandon("the host is shutting down");
+	sup_assess_stop();
 	(void)mounts_sync_umount(s->o.state_dir); /* syncs first */
 	log_info("%s now", a == SUP_REBOOT ? "rebooting" : "powering off");
 	sync();

@@ -187,7 +187,15 @@ json_object *sup_status(const struct sup *s)
 	json_object_object_add(o, "power_button", power_button_json());
 	json_object_object_add(o, "fdset_probe", s->fdset_probe < 0 ? NULL : json_object_new_boolean(s->fdset_probe == 1));
 	json_object_object_add(o, "network", net_status_json());
-	json_object_object_add(o, "firmware", fwpush_status_json(s->o.state_dir));
+	{
+		json_object *fw = fwpush_status_json(s->o.state_dir), *boot = sup_assess_json(s), *def = NULL;
+		json_object_object_add(fw, "boot", boot);
+		/* The entry a cold boot starts (design.md's status.firmware.default). */
+		if (json_object_object_get_ex(boot, "default", &def))
+			def = json_object_get(def);
+		json_object_object_add(fw, "default", def);
+		json_object_object_add(o, "firmware", fw);
+	}
 	for (size_t i = 0; i < s->n_vms; i++)
 		json_object_array_add(vms, vm_status_json(s->vms[i]));
 	json_object_object_add(o, "vms", vms);

@@ -50,6 +50,13 @@ struct json_object *sup_status(const struct sup *s);
 int sup_shutdown(struct sup *s, enum sup_action a, int timeout_ms);
 /* button.c: the power button asks for a power-off (PID 1 only). */
 void sup_button_start(struct sup *s);
+/* assess.c: boot assessment (PID 1): the ESP mounted at start; once every
+ * VM that should run runs, the running firmware's boot entry made good
+ * (installed first after a live update into it); stop unmounts the ESP. */
+void sup_assess_start(struct sup *s);
+void sup_assess(struct sup *s);
+void sup_assess_stop(void);
+struct json_object *sup_assess_json(const struct sup *s);
 /* hang.c: the x-hang test switch: asked (0, or -errno with err), then done
  * by the loop once the reply is out (never returns). */
 int sup_hang_ask(struct sup *s, const char *how, char *err, size_t errlen);

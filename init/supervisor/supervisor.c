@@ -179,6 +179,7 @@ int sup_run(void)
 	sup_probe_qemu(&S);
 	watchdog_feed();
 	start_vms();
+	sup_assess_start(&S);
 	for (;;) {
 		r = loop_run_once(-1);
 		if (r < 0) {
@@ -187,6 +188,7 @@ int sup_run(void)
 		}
 		if (S.hang)
 			sup_hang(&S);
+		sup_assess(&S);
 		if (update_run_pending(&S.update, err, sizeof(err)) < 0)
 			set_update_error(err);
 		if (S.pending != SUP_NONE) {

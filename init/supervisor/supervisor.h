@@ -24,6 +24,7 @@ struct sup_opts {
 	int (*serve_port)(const char *dev);
 	/* what the boot found, for status */
 	const char *state_spec;
+	const char *esp_spec;       /* the EFI system partition (boot assessment) */
 	const char *state_device;   /* NULL when not found */
 	bool state_mounted;
 	char **modules_loaded;      /* NULL-terminated, or NULL */

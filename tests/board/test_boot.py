@@ -55,10 +55,12 @@ class Appliance:
         # one booted after another (or beside `make run`) never collides.
         self.net_port, self.net_peer_port = free_udp_ports(2)
         self.net_ports = os.path.join(d, "net-ports")
+        self.esp = None  # BOARD_BOOT=direct; a path: UEFI from this boot disk
 
     def make_vars(self):
         """The make variables that point `make start`/`stop` at this copy."""
-        return [f"STATE_IMG={self.state}", f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
+        boot = ["BOARD_BOOT=uefi", f"ESP_IMG={self.esp}"] if self.esp else ["BOARD_BOOT=direct"]
+        return boot + [f"STATE_IMG={self.state}", f"MGMT_SOCK={self.sock}", f"CONSOLE_LOG={self.console}",
                 f"QEMU_PIDFILE={self.pidfile}", f"BOARD_NET_PORT={self.net_port}",
                 f"BOARD_NET_PEER_PORT={self.net_peer_port}", f"NET_PORTS_FILE={self.net_ports}"]
 

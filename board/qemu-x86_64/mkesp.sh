@@ -1,0 +1,48 @@
+#!/bin/sh
+# The appliance's boot disk: a GPT disk with one EFI system partition (FAT32,
+# label LUOINIT-ESP) holding systemd-boot, its loader.conf, and the factory
+# firmware image with its Boot Loader Specification entry. Made without root
+# (sfdisk, mkfs.fat --offset, mtools).
+#   mkesp.sh OUT SIZE_MIB FIRMWARE VERSION CMDLINE_FILE
+# The entry is luoinit-0001-VERSION+3.conf: on trial like every new
+# firmware, until luoinit marks it good on its first boot. luoinit adds the entries of later firmware (README, Boot
+# assessment): the newest generation sorts first, so it is the default, and
+# systemd-boot passes over an entry with no tries left.
+set -eu
+out=${1:?usage: mkesp.sh OUT SIZE_MIB FIRMWARE VERSION CMDLINE_FILE}
+size=${2:?} fw=${3:?} version=${4:?} cmdline_file=${5:?}
+sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+[ -f "$sdboot" ] || { echo "mkesp.sh: no $sdboot (Debian's systemd-boot-efi; make deps)" >&2; exit 1; }
+case "$version" in
+*[!A-Za-z0-9._+~-]*|"") echo "mkesp.sh: version '$version': letters, digits and . _ + ~ - only" >&2; exit 2 ;;
+esac
+tmp=$out.tmp
+rm -f "$tmp"
+truncate -s "${size}M" "$tmp"
+# Fixed identifiers: the same inputs give the same disk.
+sfdisk -q --no-reread --no-tell-kernel "$tmp" <<EOF
+label: gpt
+label-id: 6C756F69-6E69-7400-0000-000000000001
+start=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=6C756F69-6E69-7400-0000-000000000002, name="luoinit-esp"
+EOF
+start=2048
+sectors=$(sfdisk -l -o Sectors "$tmp" | awk 'f { print $1; exit } /^ *Sectors/ { f = 1 }')
+[ -n "$sectors" ] || { echo "mkesp.sh: no partition in $tmp" >&2; exit 1; }
+mkfs.fat -F 32 -n LUOINIT-ESP -i 6c756f69 --offset "$start" "$tmp" $((sectors / 2)) > /dev/null
+export MTOOLS_SKIP_CHECK=1
+img="$tmp@@$((start * 512))"
+mmd -i "$img" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/EFI/luoinit ::/loader ::/loader/entries
+mcopy -i "$img" "$sdboot" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$img" "$sdboot" ::/EFI/systemd/systemd-bootx64.efi
+mcopy -i "$img" "$fw" "::/EFI/luoinit/$version.efi"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# timeout 0: straight to the default (a key held at boot still shows the menu).
+printf 'timeout 0\ndefault luoinit-*\neditor no\nauto-entries no\nauto-firmware no\n' > "$work/loader.conf"
+options=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
+printf 'title luoinit %s\nversion %s\nlinux /EFI/luoinit/%s.efi\noptions %s\n' \
+	"$version" "$version" "$version" "${options% }" > "$work/entry.conf"
+mcopy -i "$img" "$work/loader.conf" ::/loader/loader.conf
+mcopy -i "$img" "$work/entry.conf" "::/loader/entries/luoinit-0001-$version+3.conf"
+mv "$tmp" "$out"
+echo "esp: $out (${size} MiB, systemd-boot, luoinit-0001-$version+3.conf)"
