@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pid1/bootparams.h"
 #include "pid1/log.h"
 #include "pid1/statefs.h"
 #include "update/bootentry.h"
@@ -32,6 +33,8 @@ static struct {
 	bool done;                       /* assessed in this boot */
 	char device[300];
 	char selected[BOOTENTRY_NAME];   /* LoaderEntrySelected, "" */
+	char failed[FWIMAGE_VERSION_MAX + 1]; /* a live update into it never came back */
+	bool attempt;                    /* this boot is such an update: clear its record */
 	char result[512];                /* what the assessment did */
 	char error[512];
 } A;
@@ -69,6 +72,26 @@ static int esp_remount(bool rw)
 	return 0;
 }
 
+/* The record of a live update into a firmware (update/bootentry.h): this
+ * boot is that update, or it is a cold boot after one that never came back
+ * (the firmware hung or crashed and the watchdog reset the machine). */
+static void read_attempt(const struct sup *s)
+{
+	char v[FWIMAGE_VERSION_MAX + 1];
+
+	if (!s->o.state_mounted || bootentry_attempt_read(s->o.state_dir, v, sizeof(v)) < 0)
+		return;
+	/* Not kexec_ms: a cold boot reads the old manifest on /state too. */
+	if (bootparams_by_kexec()) {
+		A.attempt = true;
+		return;
+	}
+	snprintf(A.failed, sizeof(A.failed), "%s", v);
+	log_warn("boot assessment: the live update into firmware %s never came back: this is a cold boot "
+		 "after it (its VMs start afresh)", v);
+	(void)bootentry_attempt_clear(s->o.state_dir);
+}
+
 void sup_assess_start(struct sup *s)
 {
 	char fstype[32];
@@ -76,6 +99,7 @@ void sup_assess_start(struct sup *s)
 
 	if (!s->o.pid1)
 		return;
+	read_attempt(s);
 	if (access("/sys/firmware/efi", F_OK) == 0) {
 		(void)mkdir(EFIVARS_DIR, 0755);
 		if (mount("efivarfs", EFIVARS_DIR, "efivarfs", MS_NODEV | MS_NOSUID | MS_NOEXEC | MS_RDONLY, NULL) < 0 &&
@@ -187,10 +211,15 @@ static void assess(struct sup *s)
 
 void sup_assess(struct sup *s)
 {
-	if (!A.esp || A.done || !all_running(s))
+	if (A.done || !s->o.pid1 || !all_running(s))
 		return;
 	A.done = true;
-	assess(s);
+	if (A.attempt && s->o.state_mounted) {
+		(void)bootentry_attempt_clear(s->o.state_dir);
+		A.attempt = false;
+	}
+	if (A.esp)
+		assess(s);
 }
 
 void sup_assess_stop(void)
@@ -224,13 +253,15 @@ json_object *sup_assess_json(const struct sup *s)
 	const struct bootentry *run = NULL, *def = NULL;
 	size_t n = 0;
 
-	(void)s;
 	if (A.esp) {
 		n = bootentry_scan(ESP_DIR "/" BOOTENTRY_DIR, v, BOOTENTRY_MAX);
 		(void)fwpush_running_version(running, sizeof(running));
 		run = bootentry_running(v, n, A.selected, running);
 		def = bootentry_default(v, n);
 	}
+	json_object_object_add(o, "started_by", s->o.pid1 ? json_object_new_string(bootparams_loader_name(
+								      bootparams_loader(BOOTPARAMS_DATA)))
+							: NULL);
 	json_object_object_add(o, "esp", A.esp ? json_object_new_string(A.device) : NULL);
 	json_object_object_add(o, "selected", A.selected[0] ? json_object_new_string(A.selected) : NULL);
 	json_object_object_add(o, "entry", entry_json(run));
@@ -243,6 +274,7 @@ json_object *sup_assess_json(const struct sup *s)
 	}
 	json_object_object_add(o, "entries", ents);
 	json_object_object_add(o, "fell_back_from", bad);
+	json_object_object_add(o, "failed_live_update", A.failed[0] ? json_object_new_string(A.failed) : NULL);
 	json_object_object_add(o, "assessed", json_object_new_boolean(A.done));
 	json_object_object_add(o, "result", A.result[0] ? json_object_new_string(A.result) : NULL);
 	json_object_object_add(o, "error", A.error[0] ? json_object_new_string(A.error) : NULL);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "net/net.h"
+#include "pid1/bootparams.h"
 #include "pid1/cmdline.h"
 #include "pid1/log.h"
 #include "pid1/loop.h"
@@ -89,7 +90,8 @@ static void resume_update(void)
 	update_resume(&S.update, S.o.early_manifest, &res);
 	S.o.early_manifest = NULL;
 	S.resume_manifest = res.manifest;
-	S.kexec_ms = res.kexec_ms;
+	/* A cold boot may find an old manifest on /state: no kexec then. */
+	S.kexec_ms = bootparams_by_kexec() ? res.kexec_ms : 0;
 	if (res.error[0])
 		set_update_error(res.error);
 }

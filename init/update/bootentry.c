@@ -279,3 +279,62 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
 	}
 	return bootentry_parse(name, ret);
 }
+
+static void attempt_path(const char *state_dir, char *out, size_t len)
+{
+	snprintf(out, len, "%s/" FWIMAGE_DIR "/" BOOTENTRY_ATTEMPT, state_dir);
+}
+
+int bootentry_attempt_write(const char *state_dir, const char *version)
+{
+	char path[4200], tmp[4300], dir[4200];
+	int fd, r = 0;
+	size_t l = strlen(version);
+
+	attempt_path(state_dir, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(dir, sizeof(dir), "%s/" FWIMAGE_DIR, state_dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, version, l) != (ssize_t)l || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
+		r = errno ? -errno : -EIO;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)unlink(tmp);
+		return r;
+	}
+	return fsync_dir(dir);
+}
+
+int bootentry_attempt_read(const char *state_dir, char *version, size_t len)
+{
+	char path[4200];
+	ssize_t n;
+	int fd;
+
+	attempt_path(state_dir, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, version, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	version[n] = '\0';
+	version[strcspn(version, "\n")] = '\0';
+	return fwimage_version_valid(version) ? 0 : -EINVAL;
+}
+
+int bootentry_attempt_clear(const char *state_dir)
+{
+	char path[4200];
+
+	attempt_path(state_dir, path, sizeof(path));
+	if (unlink(path) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 0;
+}

@@ -53,4 +53,14 @@ int bootentry_mark_good(const char *dir, const struct bootentry *e);
 int bootentry_install(const char *esp, const char *image, const char *version, const char *options, int tries,
 		      struct bootentry *ret, char *err, size_t errlen);
 
+/* The live update into a firmware image under way: the old init writes
+ * <state_dir>/firmware/.live-update-into (the VERSION) with the manifest;
+ * the new one removes it once every guest is back. Found on a cold boot,
+ * it says the update never came back: the appliance fell back. */
+#define BOOTENTRY_ATTEMPT ".live-update-into"
+int bootentry_attempt_write(const char *state_dir, const char *version);
+/* The VERSION in it (0), -ENOENT when there is none. */
+int bootentry_attempt_read(const char *state_dir, char *version, size_t len);
+int bootentry_attempt_clear(const char *state_dir);
+
 #endif

@@ -30,6 +30,7 @@
 #include "pid1/tsc.h"
 #include "pid1/modneed.h"
 #include "pid1/watchdog.h"
+#include "update/bootentry.h"
 #include "update/fault.h"
 #include "update/fwimage.h"
 #include "pid1/event.h"
@@ -74,6 +75,7 @@ static struct {
 	double tsc_hz;
 	const struct fault *fault;
 	char dir[200];              /* /state/luoinit */
+	char image[FWIMAGE_VERSION_MAX + 1]; /* the firmware image updated into, "" */
 	size_t n;
 	struct pvm p[HANDOFF_MAX_VMS];
 } U = { .devfd = -1, .manifest_session = -1, .manifest_fd = -1 };
@@ -423,6 +425,7 @@ int update_start(const struct update_ctx *c, const struct update_req *req, json_
 		return r;
 	}
 	U.pending = true;
+	snprintf(U.image, sizeof(U.image), "%s", t.image ? t.image : "");
 	*ret = start_reply(&t);
 	log_info("update: %s kernel %s loaded, %zu VM(s) prepared (%s), blackout next",
 		 U.luo ? "LUO" : "full-RAM", t.kernel, U.n, U.luo ? "RAM preserved" : "no LUO");
@@ -637,6 +640,10 @@ static int step_write_manifest(const struct update_ctx *c, char *what, size_t le
 		return r;
 	}
 	U.manifest_written = true;
+	/* For boot assessment: a cold boot that finds it knows the update
+	 * into this firmware never came back. Only informative. */
+	if (U.image[0] && (r = bootentry_attempt_write(c->state_dir, U.image)) < 0)
+		log_errno(LOG_WARN, r, "update: recording the update into %s", U.image);
 	(void)FAULT(MANIFEST_WRITTEN, U.dir);
 	if (U.luo)
 		preserve_manifest();
@@ -729,6 +736,7 @@ static void rollback_blackout(const struct update_ctx *c)
 	if (U.manifest_written) {
 		remount_state(c);
 		(void)handoff_consume(U.dir, NULL);
+		(void)bootentry_attempt_clear(c->state_dir);
 	}
 	U.manifest_written = false;
 	for (size_t i = 0; i < c->n_vms; i++)

@@ -3,7 +3,10 @@ UEFI (OVMF, then systemd-boot from the boot disk's EFI system partition,
 make esp) into firmware.efi, whose entry starts on trial (+3) and is marked
 good once vm0 runs. A live update into a second firmware installs its entry
 (on trial, then good: every guest came back) as the default, and the next
-cold boot starts it."""
+cold boot starts it. A deliberately broken firmware (its init exits at
+once: the kernel panics) is updated into last: the watchdog resets the
+appliance, which comes back on its default entry by itself, and says which
+live update failed."""
 import os
 import shutil
 import subprocess
@@ -48,16 +51,29 @@ def uefi():
     v2 = (v1 + "-two")[-64:]
     img2 = os.path.join(tmp, "two.efi")
     make("image", f"VERSION={v2}", f"IMAGE_OUT={img2}")
+    # The broken firmware: the same kernel, an initramfs whose /init exits.
+    broken = (v1 + "-broken")[-64:]
+    src, init, lst, cpio = (os.path.join(tmp, n) for n in ("broken.c", "init", "broken.list", "broken.cpio"))
+    with open(src, "w") as f:
+        f.write('#include <unistd.h>\nint main(void) { static const char m[] = "broken firmware: init exits\\n";'
+                ' (void)!write(1, m, sizeof(m) - 1); return 1; }\n')
+    subprocess.run(["musl-gcc", "-static", "-Os", "-o", init, src], check=True)
+    with open(lst, "w") as f:
+        f.write(f"dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nfile /init {init} 0755 0 0\n")
+    subprocess.run([os.path.join(BB, "kernel-obj", "usr", "gen_init_cpio"), "-o", cpio, lst], check=True)
+    img3 = os.path.join(tmp, "broken.efi")
+    make("image", f"VERSION={broken}", f"IMAGE_OUT={img3}", f"INITRAMFS_CPIO={cpio}")
     a = new_appliance("luoinit-uefi-")
     a.esp = os.path.join(a.dir, "esp.img")
     subprocess.run(["cp", "--sparse=always", ESP, a.esp], check=True)
-    debugfs_mkdir_put(a.state, {f"/firmware/{v2}.efi": img2,
-                                f"/firmware/{v2}.efi.abi": os.path.join(BB, "bzImage.abi")}, a.dir)
+    abi = os.path.join(BB, "bzImage.abi")
+    debugfs_mkdir_put(a.state, {f"/firmware/{v2}.efi": img2, f"/firmware/{v2}.efi.abi": abi,
+                                f"/firmware/{broken}.efi": img3, f"/firmware/{broken}.efi.abi": abi}, a.dir)
     a.append = ""
     t0 = time.monotonic()
     start(a)
     a.boot_s = time.monotonic() - t0
-    a.v1, a.v2 = v1, v2
+    a.v1, a.v2, a.broken = v1, v2, broken
     yield a
     stop(a)
     shutil.rmtree(a.dir, ignore_errors=True)
@@ -71,6 +87,7 @@ def test_cold_boot_through_uefi_marks_its_entry_good(uefi):
     boot = boot_of(st)
     # systemd-boot names the file it found, before its count.
     assert boot["esp"] and boot["selected"] == f"luoinit-0001-{uefi.v1}+3.conf", boot
+    assert boot["started_by"] == "efi-stub", boot
     assert st["firmware"]["running"]["version"] == uefi.v1
     # On trial as made (+3), counted down by systemd-boot (+2-1), then good.
     assert boot["entry"] == {"id": first, "file": first, "version": uefi.v1, "good": True,
@@ -90,7 +107,7 @@ def test_update_into_a_second_firmware_becomes_the_default(uefi):
     st = wait_status(uefi, 120, lambda s: boot_of(s)["assessed"])
     boot = boot_of(st)
     # After the kexec systemd-boot's variable still names the first entry.
-    assert boot["selected"] == f"luoinit-0001-{uefi.v1}+3.conf", boot
+    assert boot["selected"] == f"luoinit-0001-{uefi.v1}+3.conf" and boot["started_by"] == "kexec", boot
     assert boot["entry"]["id"] == second and boot["entry"]["good"] is True, boot
     assert boot["default"] == second, boot
     log = uefi.ctl("log").get("log", "")
@@ -107,3 +124,33 @@ def test_update_into_a_second_firmware_becomes_the_default(uefi):
     assert boot["selected"] == second and boot["entry"]["good"] is True, boot
     assert boot["result"] == f"{second} was good already", boot
     assert st["boot_id"] != before["boot_id"]
+
+
+def test_a_broken_firmware_falls_back_by_itself(uefi):
+    """The live update into the broken firmware: its init exits, the kernel
+    panics, nothing feeds the watchdog (armed and locked across the kexec),
+    which resets the machine; systemd-boot starts the default entry (the
+    good second firmware) and vm0 starts afresh."""
+    second = f"luoinit-0002-{uefi.v2}.conf"
+    before = status(uefi)
+    assert before["firmware"]["running"]["version"] == uefi.v2
+    rep = uefi.ctl("update", f"image={uefi.broken}", timeout=120)
+    assert rep.get("image") == uefi.broken, rep
+    st = wait_status(uefi, 400, lambda s: s["boot_id"] != before["boot_id"] and boot_of(s)["assessed"]
+                     and vm0(s)["state"] == "running")
+    with open(uefi.console, errors="replace") as f:
+        console = f.read()
+    assert "broken firmware: init exits" in console and "Attempted to kill init" in console, console[-3000:]
+    assert st["watchdog"]["reset_by_watchdog"] is True, st["watchdog"]
+    assert st["kexec_ms"] is None and st["firmware"]["running"]["version"] == uefi.v2, st["firmware"]
+    boot = boot_of(st)
+    assert boot["started_by"] == "efi-stub", boot
+    assert boot["failed_live_update"] == uefi.broken, boot
+    assert boot["selected"] == second and boot["entry"]["good"] is True and boot["default"] == second, boot
+    # Its entry was never written: nothing of it on the boot disk.
+    assert not any(uefi.broken in e["id"] for e in boot["entries"]), boot
+    assert vm0(st)["pid"] != vm0(before)["pid"]
+    log = uefi.ctl("log").get("log", "")
+    assert f"the live update into firmware {uefi.broken} never came back" in log, log[-3000:]
+    # Said once: the record is gone, the next status has it from memory only.
+    assert boot_of(status(uefi))["failed_live_update"] == uefi.broken

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "pid1/bootparams.h"
 #include "update/bootentry.h"
 
 static char root[128], dir[256];
@@ -176,6 +177,48 @@ static void test_install(void **state)
 	assert_int_equal(bootentry_scan(dir, v, 4), 2);
 }
 
+static void test_attempt(void **state)
+{
+	char v[80], p[300];
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/firmware", root);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(bootentry_attempt_read(root, v, sizeof(v)), -ENOENT);
+	assert_int_equal(bootentry_attempt_clear(root), 0); /* none: fine */
+	assert_int_equal(bootentry_attempt_write(root, "v2.1"), 0);
+	assert_int_equal(bootentry_attempt_read(root, v, sizeof(v)), 0);
+	assert_string_equal(v, "v2.1");
+	assert_int_equal(bootentry_attempt_clear(root), 0);
+	assert_int_equal(bootentry_attempt_read(root, v, sizeof(v)), -ENOENT);
+	/* Not a version: not believed. */
+	touch(p, ".live-update-into", "../etc\n");
+	assert_int_equal(bootentry_attempt_read(root, v, sizeof(v)), -EINVAL);
+}
+
+static void test_bootparams(void **state)
+{
+	char p[300];
+	unsigned char data[0x400] = { 0 };
+	FILE *f;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/data", root);
+	data[0x210] = 0xD0;
+	f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
+	fclose(f);
+	assert_int_equal(bootparams_loader(p), 0xD0);
+	assert_string_equal(bootparams_loader_name(0xD0), "kexec");
+	assert_string_equal(bootparams_loader_name(0x21), "efi-stub");
+	assert_string_equal(bootparams_loader_name(0xB0), "qemu");
+	assert_string_equal(bootparams_loader_name(-ENOENT), "unknown");
+	assert_int_equal(truncate(p, 0x100), 0);
+	assert_int_equal(bootparams_loader(p), -ENODATA);
+	assert_int_equal(bootparams_loader("/nonexistent/data"), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +226,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_order_default_running, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attempt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bootparams, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
