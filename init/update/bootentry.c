@@ -1,10 +1,10 @@
 #include "update/bootentry.h"
+#include "pid1/errtext.h"
 #include "pid1/fsync_dir.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +12,6 @@
 #include <unistd.h>
 
 #define SUFFIX ".conf"
-
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 /* Digits only, at least one, not too many: 0 with the value. */
 static int digits(const char *s, size_t n, int *ret)
@@ -235,9 +224,9 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
 	int r, fd, left, done;
 
 	if (!fwimage_version_valid(version) || counter(version, strlen(version), &left, &done))
-		return fail(err, errlen, "version '%.80s' cannot name a boot entry", version);
+		return errtext(err, errlen, "version '%.80s' cannot name a boot entry", version);
 	if (tries < 1 || tries > 9)
-		return fail(err, errlen, "tries %d: 1 to 9", tries);
+		return errtext(err, errlen, "tries %d: 1 to 9", tries);
 	snprintf(dir, sizeof(dir), "%s/" BOOTENTRY_DIR, esp);
 	snprintf(idir, sizeof(idir), "%s/" BOOTENTRY_IMAGES, esp);
 	n = bootentry_scan(dir, v, BOOTENTRY_MAX);
@@ -245,7 +234,7 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
 		if (v[i].gen > gen)
 			gen = v[i].gen;
 	if (gen >= 9999)
-		return fail(err, errlen, "no generation left after %u in %s", gen, dir);
+		return errtext(err, errlen, "no generation left after %u in %s", gen, dir);
 	snprintf(dst, sizeof(dst), "%s/%s" FWIMAGE_SUFFIX, idir, version);
 	if ((r = copy_file(image, dst, err, errlen)) < 0 || (r = fsync_dir(idir)) < 0) {
 		if (r != -EINVAL && !err[0])

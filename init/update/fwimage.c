@@ -1,8 +1,8 @@
 /* Firmware image metadata from the image's own bytes (fwimage.h). */
 #include "update/fwimage.h"
+#include "pid1/errtext.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,17 +76,6 @@ int fwimage_version_from_uts(const char *s, size_t len, char *out, size_t outlen
 	return fwimage_version_valid(out) ? 0 : -EINVAL;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int fwimage_header_version(const uint8_t *head, size_t len, char *out, size_t outlen, char *err,
 			   size_t errlen)
 {
@@ -97,32 +86,32 @@ int fwimage_header_version(const uint8_t *head, size_t len, char *out, size_t ou
 	if (outlen)
 		out[0] = '\0';
 	if (len < SETUP_KVER_OFF + 2 || memcmp(head + SETUP_HDRS_OFF, "HdrS", 4) != 0)
-		return fail(err, errlen, "not a bzImage: no setup header ('HdrS' at 0x202)");
+		return errtext(err, errlen, "not a bzImage: no setup header ('HdrS' at 0x202)");
 	if (le16(head + SETUP_PROTO_OFF) < 0x0200)
-		return fail(err, errlen, "bzImage boot protocol %#x has no kernel_version field",
+		return errtext(err, errlen, "bzImage boot protocol %#x has no kernel_version field",
 			    le16(head + SETUP_PROTO_OFF));
 	off = le16(head + SETUP_KVER_OFF);
 	if (off == 0)
-		return fail(err, errlen, "the bzImage's setup header has no kernel version (kernel_version is 0)");
+		return errtext(err, errlen, "the bzImage's setup header has no kernel version (kernel_version is 0)");
 	off += 0x200;
 	if (off >= len)
-		return fail(err, errlen, "the bzImage's kernel version string (at %#zx) is beyond the image's end",
+		return errtext(err, errlen, "the bzImage's kernel version string (at %#zx) is beyond the image's end",
 			    off);
 	n = len - off < KVER_STR_MAX ? len - off : KVER_STR_MAX;
 	if (!memchr(head + off, '\0', n))
-		return fail(err, errlen, "the bzImage's kernel version string (at %#zx) is not terminated within "
+		return errtext(err, errlen, "the bzImage's kernel version string (at %#zx) is not terminated within "
 			    "%d bytes", off, KVER_STR_MAX);
 	r = fwimage_version_from_uts((const char *)head + off, n, shown, sizeof(shown));
 	if (r == -ENOENT) {
 		char kv[80];
 		copy_printable(kv, sizeof(kv), head + off, strnlen((const char *)head + off, n));
-		return fail(err, errlen, "the bzImage's kernel version \"%s\" has no '#VERSION' token", kv);
+		return errtext(err, errlen, "the bzImage's kernel version \"%s\" has no '#VERSION' token", kv);
 	}
 	if (r < 0)
-		return fail(err, errlen, "the bzImage's version \"%s\" is not valid (at most %d of [A-Za-z0-9._+-], "
+		return errtext(err, errlen, "the bzImage's version \"%s\" is not valid (at most %d of [A-Za-z0-9._+-], "
 			    "not starting with '.')", shown, FWIMAGE_VERSION_MAX);
 	if (strlen(shown) + 1 > outlen)
-		return fail(err, errlen, "version buffer too small");
+		return errtext(err, errlen, "version buffer too small");
 	memcpy(out, shown, strlen(shown) + 1);
 	return 0;
 }

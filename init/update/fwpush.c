@@ -1,5 +1,6 @@
 /* Firmware delivery into <state_dir>/firmware/ (fwpush.h). */
 #include "update/fwpush.h"
+#include "pid1/errtext.h"
 #include "update/kabi.h"
 
 #include <dirent.h>
@@ -7,7 +8,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,17 +50,6 @@ static struct sha_cache {
 } cache[SHA_CACHE_N];
 static unsigned cache_next;
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int fwpush_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap, size_t *outlen,
 			 char *err, size_t errlen)
 {
@@ -68,7 +57,7 @@ int fwpush_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap
 
 	*outlen = 0;
 	if (len % 4)
-		return fail(err, errlen, "base64 of %zu characters: not a multiple of 4", len);
+		return errtext(err, errlen, "base64 of %zu characters: not a multiple of 4", len);
 	if (len >= 1 && in[len - 1] == '=')
 		pad = len >= 2 && in[len - 2] == '=' ? 2 : 1;
 	if (len / 4 * 3 - pad > outcap) {
@@ -95,9 +84,9 @@ int fwpush_base64_decode(const char *in, size_t len, uint8_t *out, size_t outcap
 			else if (c == '=' && i + j >= len - pad)
 				d = 0;
 			else if (c == '=')
-				return fail(err, errlen, "bad base64: '=' at %zu, before the end", i + j);
+				return errtext(err, errlen, "bad base64: '=' at %zu, before the end", i + j);
 			else
-				return fail(err, errlen, "bad base64: character %#x at %zu", (unsigned char)c, i + j);
+				return errtext(err, errlen, "bad base64: character %#x at %zu", (unsigned char)c, i + j);
 			v = v << 6 | (uint32_t)d;
 		}
 		out[n++] = (uint8_t)(v >> 16);
@@ -201,16 +190,16 @@ int fwpush_begin(const char *state_dir, uint64_t owner, uint64_t size, const cha
 	if (push_idle())
 		push_drop("idle");
 	if (P.active)
-		return fail(err, errlen, "another push is in progress (handle %" PRIu64 ", %" PRIu64 " of %" PRIu64
+		return errtext(err, errlen, "another push is in progress (handle %" PRIu64 ", %" PRIu64 " of %" PRIu64
 			    " bytes); it is abandoned after %" PRIu64 " s without a chunk", P.handle, P.received,
 			    P.size, idle_ms / 1000);
 	if (size < FWPUSH_MIN_SIZE || size > FWPUSH_MAX_SIZE)
-		return fail(err, errlen, "'size' %" PRIu64 " is out of bounds: an image has %llu to %llu bytes (%llu MiB)",
+		return errtext(err, errlen, "'size' %" PRIu64 " is out of bounds: an image has %llu to %llu bytes (%llu MiB)",
 			    size, FWPUSH_MIN_SIZE, FWPUSH_MAX_SIZE, FWPUSH_MAX_SIZE >> 20);
 	if (!hex_valid(sha256_hex))
-		return fail(err, errlen, "'sha256' must be 64 hex digits, got \"%.80s\"", sha256_hex);
+		return errtext(err, errlen, "'sha256' must be 64 hex digits, got \"%.80s\"", sha256_hex);
 	if (snprintf(P.dir, sizeof(P.dir), "%s/" FWIMAGE_DIR, state_dir) >= (int)sizeof(P.dir))
-		return fail(err, errlen, "state dir path too long");
+		return errtext(err, errlen, "state dir path too long");
 	snprintf(P.state_dir, sizeof(P.state_dir), "%s", state_dir);
 	if (mkdir(P.dir, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
@@ -282,10 +271,10 @@ static int push_get(uint64_t owner, uint64_t handle, char *err, size_t errlen)
 	if (push_idle())
 		push_drop("idle");
 	if (!P.active || P.handle != handle)
-		return fail(err, errlen, "no push with handle %" PRIu64 " (it ended, was abandoned, or never began)",
+		return errtext(err, errlen, "no push with handle %" PRIu64 " (it ended, was abandoned, or never began)",
 			    handle);
 	if (P.owner != owner)
-		return fail(err, errlen, "push %" PRIu64 " belongs to another connection", handle);
+		return errtext(err, errlen, "push %" PRIu64 " belongs to another connection", handle);
 	return 0;
 }
 
@@ -299,18 +288,18 @@ int fwpush_chunk(uint64_t owner, uint64_t handle, uint64_t offset, const char *b
 	if ((r = push_get(owner, handle, err, errlen)) < 0)
 		return r;
 	if (offset != P.received)
-		return fail(err, errlen, "'offset' %" PRIu64 " is not where the image continues: %" PRIu64
+		return errtext(err, errlen, "'offset' %" PRIu64 " is not where the image continues: %" PRIu64
 			    " (chunks come in order)", offset, P.received);
 	if (b64len > FWPUSH_CHUNK_B64)
-		return fail(err, errlen, "'data' of %zu characters: at most %d (%d bytes) per chunk", b64len,
+		return errtext(err, errlen, "'data' of %zu characters: at most %d (%d bytes) per chunk", b64len,
 			    FWPUSH_CHUNK_B64, FWPUSH_CHUNK_MAX);
 	r = fwpush_base64_decode(b64, b64len, buf, sizeof(buf), &n, err, errlen);
 	if (r < 0)
 		return -EINVAL;
 	if (n == 0)
-		return fail(err, errlen, "empty chunk");
+		return errtext(err, errlen, "empty chunk");
 	if (n > P.size - P.received)
-		return fail(err, errlen, "chunk of %zu bytes at %" PRIu64 " runs past the image's size %" PRIu64, n,
+		return errtext(err, errlen, "chunk of %zu bytes at %" PRIu64 " runs past the image's size %" PRIu64, n,
 			    offset, P.size);
 	while (done < n) {
 		ssize_t w = pwrite(P.fd, buf + done, n - done, (off_t)(P.received + done));
@@ -592,7 +581,7 @@ int fwpush_remove(const char *state_dir, const char *version, json_object **ret,
 	struct stat st;
 
 	if (!fwimage_version_valid(version))
-		return fail(err, errlen, "'%.80s' is not an image version (letters, digits and . _ + ~ -, at most %d)",
+		return errtext(err, errlen, "'%.80s' is not an image version (letters, digits and . _ + ~ -, at most %d)",
 			    version, FWIMAGE_VERSION_MAX);
 	(void)fwpush_running_version(running, sizeof(running));
 	if (strcmp(version, running) == 0) {

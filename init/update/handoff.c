@@ -1,9 +1,9 @@
 /* The update manifest. Corrupt or foreign manifests are refused field by
  * field: restoring the wrong state onto RAM would crash the guest. */
 #include "update/handoff.h"
+#include "pid1/errtext.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -256,25 +256,14 @@ out:
 	return r;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static int get_str(json_object *o, const char *k, char *buf, size_t len, const char *where, char *err, size_t errlen)
 {
 	json_object *v;
 
 	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return bad(err, errlen, "%s%s: expected a string", where, k);
+		return errtext(err, errlen, "%s%s: expected a string", where, k);
 	if ((size_t)json_object_get_string_len(v) >= len)
-		return bad(err, errlen, "%s%s: longer than %zu bytes", where, k, len - 1);
+		return errtext(err, errlen, "%s%s: longer than %zu bytes", where, k, len - 1);
 	memcpy(buf, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
 	return 0;
 }
@@ -285,7 +274,7 @@ static int get_num(json_object *o, const char *k, double *ret, const char *where
 
 	if (!json_object_object_get_ex(o, k, &v) ||
 	    !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
-		return bad(err, errlen, "%s%s: expected a number", where, k);
+		return errtext(err, errlen, "%s%s: expected a number", where, k);
 	*ret = json_object_get_double(v);
 	return 0;
 }
@@ -296,7 +285,7 @@ static int get_i64(json_object *o, const char *k, int64_t *ret, const char *wher
 
 	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int) ||
 	    json_object_get_int64(v) < 0)
-		return bad(err, errlen, "%s%s: expected a non-negative integer", where, k);
+		return errtext(err, errlen, "%s%s: expected a non-negative integer", where, k);
 	*ret = json_object_get_int64(v);
 	return 0;
 }
@@ -308,15 +297,15 @@ static int parse_fileid(json_object *o, struct fileid *f, const char *where, cha
 
 	if (!json_object_is_type(o, json_type_object) || get_i64(o, "ino", &ino, where, err, errlen) < 0 ||
 	    get_i64(o, "ino_low", &low, where, err, errlen) < 0)
-		return bad(err, errlen, "%s: expected a file identity", where);
+		return errtext(err, errlen, "%s: expected a file identity", where);
 	if (!json_object_object_get_ex(o, "blockdev", &v) || !json_object_is_type(v, json_type_boolean))
-		return bad(err, errlen, "%sblockdev: expected true or false", where);
+		return errtext(err, errlen, "%sblockdev: expected true or false", where);
 	f->blockdev = json_object_get_boolean(v);
 	f->ino = ((uint64_t)ino << 1) | (uint64_t)(low & 1);
 	if (json_object_object_get_ex(o, "birth_sec", &v)) {
 		if (get_i64(o, "birth_sec", &sec, where, err, errlen) < 0 ||
 		    get_i64(o, "birth_nsec", &nsec, where, err, errlen) < 0 || nsec >= 1000000000)
-			return bad(err, errlen, "%sbirth: expected seconds and nanoseconds", where);
+			return errtext(err, errlen, "%sbirth: expected seconds and nanoseconds", where);
 		f->has_birth = true;
 		f->birth_sec = sec;
 		f->birth_nsec = (uint32_t)nsec;
@@ -333,21 +322,21 @@ static int parse_machine(json_object *j, struct handoff_vm *m, const char *where
 	int r;
 
 	if (!json_object_object_get_ex(j, "saved", &saved) || !json_object_is_type(saved, json_type_object))
-		return bad(err, errlen, "%ssaved: expected the VM's config", where);
+		return errtext(err, errlen, "%ssaved: expected the VM's config", where);
 	r = vmconf_vm_from_json(saved, &m->saved, &errs);
 	if (r < 0) {
 		char *e = errs.n ? vmconf_error_format(&errs.v[0]) : NULL;
-		bad(err, errlen, "%ssaved: %s", where, e ? e : strerror(-r));
+		errtext(err, errlen, "%ssaved: %s", where, e ? e : strerror(-r));
 		free(e);
 		vmconf_errors_clear(&errs);
 		return -EINVAL;
 	}
 	if (strcmp(m->saved->vms[0].name, m->name) != 0 || m->saved->vms[0].memory_mib != m->memory_mib)
-		return bad(err, errlen, "%ssaved: another VM's config (%s, %u MiB)", where, m->saved->vms[0].name,
+		return errtext(err, errlen, "%ssaved: another VM's config (%s, %u MiB)", where, m->saved->vms[0].name,
 			   m->saved->vms[0].memory_mib);
 	if (!json_object_object_get_ex(j, "disk_ids", &ids) || !json_object_is_type(ids, json_type_array) ||
 	    json_object_array_length(ids) != m->saved->vms[0].n_disks)
-		return bad(err, errlen, "%sdisk_ids: expected one identity per disk", where);
+		return errtext(err, errlen, "%sdisk_ids: expected one identity per disk", where);
 	for (size_t k = 0; k < m->saved->vms[0].n_disks; k++) {
 		char w[48];
 		snprintf(w, sizeof(w), "%sdisk_ids[%zu].", where, k);
@@ -368,14 +357,14 @@ static int get_names(json_object *o, const char *k, char *out, size_t size, size
 	if (!json_object_object_get_ex(o, k, &v))
 		return 0;
 	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > max)
-		return bad(err, errlen, "%s: expected an array of at most %zu names", k, max);
+		return errtext(err, errlen, "%s: expected an array of at most %zu names", k, max);
 	for (size_t i = 0; i < json_object_array_length(v); i++) {
 		json_object *j = json_object_array_get_idx(v, i);
 		const char *s = json_object_get_string(j);
 		size_t len = (size_t)json_object_get_string_len(j);
 		if (!json_object_is_type(j, json_type_string) || len == 0 || len >= size ||
 		    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
-			return bad(err, errlen, "%s[%zu]: expected a name", k, i);
+			return errtext(err, errlen, "%s[%zu]: expected a name", k, i);
 		memcpy(out + *n * size, s, len + 1);
 		(*n)++;
 	}
@@ -389,10 +378,10 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 	int64_t i64 = 0;
 
 	if (!json_object_is_type(o, json_type_object))
-		return bad(err, errlen, "not a JSON object");
+		return errtext(err, errlen, "not a JSON object");
 	if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
 	    json_object_get_int(v) < 1)
-		return bad(err, errlen, "version: expected an integer from 1");
+		return errtext(err, errlen, "version: expected an integer from 1");
 	h->version = json_object_get_int(v);
 	if (h->version > HANDOFF_VERSION) {
 		snprintf(err, errlen, "manifest version %d is newer than this luoinit understands (1 to %d)",
@@ -404,7 +393,7 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 	errno = 0;
 	h->generation = strtoull(gen, &end, 16);
 	if (errno || *end || strlen(gen) != 16)
-		return bad(err, errlen, "generation: expected 16 hex digits, got \"%s\"", gen);
+		return errtext(err, errlen, "generation: expected 16 hex digits, got \"%s\"", gen);
 	if (get_str(o, "mode", h->mode, sizeof(h->mode), "", err, errlen) < 0 ||
 	    get_str(o, "old_kernel", h->old_kernel, sizeof(h->old_kernel), "", err, errlen) < 0 ||
 	    get_num(o, "kexec_at_ms", &h->kexec_at, "", err, errlen) < 0 ||
@@ -418,13 +407,13 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		h->kexec_tsc = (uint64_t)t << 1;
 	}
 	if (!json_object_object_get_ex(o, "sandbox", &v) || !json_object_is_type(v, json_type_boolean))
-		return bad(err, errlen, "sandbox: expected true or false");
+		return errtext(err, errlen, "sandbox: expected true or false");
 	h->sandbox = json_object_get_boolean(v);
 	if (strcmp(h->mode, "luo") != 0 && strcmp(h->mode, "full-ram") != 0)
-		return bad(err, errlen, "mode: expected \"luo\" or \"full-ram\", got \"%s\"", h->mode);
+		return errtext(err, errlen, "mode: expected \"luo\" or \"full-ram\", got \"%s\"", h->mode);
 	if (!json_object_object_get_ex(o, "vms", &vms) || !json_object_is_type(vms, json_type_array) ||
 	    json_object_array_length(vms) > HANDOFF_MAX_VMS)
-		return bad(err, errlen, "vms: expected an array of at most %d VMs", HANDOFF_MAX_VMS);
+		return errtext(err, errlen, "vms: expected an array of at most %d VMs", HANDOFF_MAX_VMS);
 	h->n_vms = json_object_array_length(vms);
 	for (size_t i = 0; i < h->n_vms; i++) {
 		json_object *j = json_object_array_get_idx(vms, i);
@@ -432,7 +421,7 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		char where[32];
 		snprintf(where, sizeof(where), "vms[%zu].", i);
 		if (!json_object_is_type(j, json_type_object))
-			return bad(err, errlen, "vms[%zu]: expected an object", i);
+			return errtext(err, errlen, "vms[%zu]: expected an object", i);
 		if (get_str(j, "name", m->name, sizeof(m->name), where, err, errlen) < 0 ||
 		    get_str(j, "machine", m->machine, sizeof(m->machine), where, err, errlen) < 0 ||
 		    get_str(j, "cpu", m->cpu, sizeof(m->cpu), where, err, errlen) < 0 ||
@@ -448,7 +437,7 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		    get_num(j, "save_ms", &m->save_ms, where, err, errlen) < 0)
 			return -EINVAL;
 		if (i64 < 16 || i64 > 1048576 || m->ram_size != i64 << 20)
-			return bad(err, errlen, "%smemory_mib/ram_size: inconsistent (%lld MiB, %lld bytes)", where,
+			return errtext(err, errlen, "%smemory_mib/ram_size: inconsistent (%lld MiB, %lld bytes)", where,
 				   (long long)i64, (long long)m->ram_size);
 		m->memory_mib = (uint32_t)i64;
 		if (h->version >= 2 && parse_machine(j, m, where, err, errlen) < 0)
@@ -490,10 +479,10 @@ int handoff_read(const char *dir, struct handoff *ret, char *err, size_t errlen)
 		return -errno;
 	}
 	if (st.st_size > HANDOFF_MAX_SIZE)
-		return bad(err, errlen, "%s: larger than %d bytes", path, HANDOFF_MAX_SIZE);
+		return errtext(err, errlen, "%s: larger than %d bytes", path, HANDOFF_MAX_SIZE);
 	o = json_object_from_file(path);
 	if (!o)
-		return bad(err, errlen, "%s: not valid JSON", path);
+		return errtext(err, errlen, "%s: not valid JSON", path);
 	return parse_owned(o, ret, err, errlen);
 }
 
@@ -504,7 +493,7 @@ int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, 
 	size_t end;
 
 	if (len > HANDOFF_MAX_SIZE)
-		return bad(err, errlen, "larger than %d bytes", HANDOFF_MAX_SIZE);
+		return errtext(err, errlen, "larger than %d bytes", HANDOFF_MAX_SIZE);
 	tok = json_tokener_new();
 	if (!tok)
 		return -ENOMEM;
@@ -516,7 +505,7 @@ int handoff_parse(const char *text, size_t len, struct handoff *ret, char *err, 
 	if (!o || end != len) {
 		json_object_put(o);
 		json_tokener_free(tok);
-		return bad(err, errlen, "not valid JSON");
+		return errtext(err, errlen, "not valid JSON");
 	}
 	json_tokener_free(tok);
 	return parse_owned(o, ret, err, errlen);
