@@ -407,6 +407,20 @@ static int cmd_image_remove(json_object *args, json_object **ret, struct cmd_err
 	return 0;
 }
 
+static int cmd_image_install(json_object *args, json_object **ret, struct cmd_error *err)
+{
+	static const char *const keys[] = { "version", NULL };
+	const char *version;
+	char e[512];
+
+	if (check_keys("image-install", args, keys, err) < 0 ||
+	    arg_string("image-install", args, "version", true, &version, err) < 0)
+		return -EINVAL;
+	if (sup_image_install(version, ret, e, sizeof(e)) < 0)
+		return fail(err, "GenericError", "image-install: %s", e);
+	return 0;
+}
+
 static int cmd_query_commands(json_object *args, json_object **ret, struct cmd_error *err);
 
 static const struct {
@@ -422,7 +436,7 @@ static const struct {
 	{ "query-version", cmd_query_version }, { "x-hang", cmd_x_hang },
 	{ "image-push-begin", cmd_image_push_begin }, { "image-push-chunk", cmd_image_push_chunk },
 	{ "image-push-end", cmd_image_push_end },     { "image-push-abort", cmd_image_push_abort },
-	{ "image-remove", cmd_image_remove },
+	{ "image-remove", cmd_image_remove },         { "image-install", cmd_image_install },
 };
 
 /* QEMU's [{"name": ...}, ...]: the table, and qmp_capabilities, which the

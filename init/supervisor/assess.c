@@ -222,6 +222,56 @@ void sup_assess(struct sup *s)
 		assess(s);
 }
 
+int sup_assess_install(const struct sup *s, const char *version, json_object **ret, char *err, size_t errlen)
+{
+	static struct bootentry v[BOOTENTRY_MAX];
+	char image[4400], options[4096];
+	struct bootentry added;
+	size_t n;
+	int r;
+
+	if (!A.esp) {
+		snprintf(err, errlen, "no EFI system partition mounted (%s)%s%s", s->o.esp_spec, A.error[0] ? ": " : "",
+			 A.error);
+		return -ENODEV;
+	}
+	if (!fwimage_version_valid(version)) {
+		snprintf(err, errlen, "'%.80s' is not an image version", version);
+		return -EINVAL;
+	}
+	if (!s->o.state_mounted) {
+		snprintf(err, errlen, "%s is not mounted: no stored images", s->o.state_dir);
+		return -ENODEV;
+	}
+	snprintf(image, sizeof(image), "%s/" FWIMAGE_DIR "/%s" FWIMAGE_SUFFIX, s->o.state_dir, version);
+	if (access(image, R_OK) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "no image %s stored (%s: %s)", version, image, strerror(-r));
+		return r;
+	}
+	/* The newest entry is the default already when it is this version. */
+	n = bootentry_scan(ESP_DIR "/" BOOTENTRY_DIR, v, BOOTENTRY_MAX);
+	if (n && bootentry_default(v, n) == &v[0] && strcmp(v[0].version, version) == 0) {
+		snprintf(err, errlen, "%s is the default entry already (%s)", version, v[0].file);
+		return -EEXIST;
+	}
+	proc_cmdline(options, sizeof(options));
+	if (esp_remount(true) < 0) {
+		snprintf(err, errlen, "%s could not be made writable", ESP_DIR);
+		return -EIO;
+	}
+	r = bootentry_install(ESP_DIR, image, version, options, BOOTENTRY_TRIES, &added, err, errlen);
+	(void)esp_remount(false);
+	if (r < 0)
+		return r;
+	log_info("boot assessment: installed %s on trial (%d tries): the next cold boot starts it", added.file,
+		 added.tries_left);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "entry", json_object_new_string(added.file));
+	json_object_object_add(*ret, "tries_left", json_object_new_int(added.tries_left));
+	return 0;
+}
+
 void sup_assess_stop(void)
 {
 	if (A.esp && umount2(ESP_DIR, 0) < 0)

@@ -57,6 +57,10 @@ void sup_assess_start(struct sup *s);
 void sup_assess(struct sup *s);
 void sup_assess_stop(void);
 struct json_object *sup_assess_json(const struct sup *s);
+/* image-install: the stored image VERSION as a new boot entry on trial,
+ * the default of the next cold boot. 0 with *ret, or -errno with err. */
+int sup_assess_install(const struct sup *s, const char *version, struct json_object **ret, char *err,
+		       size_t errlen);
 /* hang.c: the x-hang test switch: asked (0, or -errno with err), then done
  * by the loop once the reply is out (never returns). */
 int sup_hang_ask(struct sup *s, const char *how, char *err, size_t errlen);

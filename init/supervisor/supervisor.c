@@ -57,6 +57,11 @@ const char *sup_firmware_state_dir(char *err, size_t errlen)
 	return S.o.state_dir;
 }
 
+int sup_image_install(const char *version, struct json_object **ret, char *err, size_t errlen)
+{
+	return sup_assess_install(&S, version, ret, err, errlen);
+}
+
 int sup_test_hang(const char *how, char *err, size_t errlen)
 {
 	return sup_hang_ask(&S, how, err, errlen);

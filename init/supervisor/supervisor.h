@@ -61,6 +61,9 @@ void sup_request(enum sup_action a, int timeout_ms);
  * PID 1, watchdog armed): PID 1 stops once the reply is out, or the kernel
  * panics; the watchdog must reset the machine. 0, or -errno with err. */
 int sup_test_hang(const char *how, char *err, size_t errlen);
+/* image-install (README, Boot assessment): a stored image as the next cold
+ * boot's entry, on trial. */
+int sup_image_install(const char *version, struct json_object **ret, char *err, size_t errlen);
 /* Where firmware images go: the state dir, or NULL with err when /state is
  * not mounted (PID 1). */
 const char *sup_firmware_state_dir(char *err, size_t errlen);

@@ -3,10 +3,12 @@ UEFI (OVMF, then systemd-boot from the boot disk's EFI system partition,
 make esp) into firmware.efi, whose entry starts on trial (+3) and is marked
 good once vm0 runs. A live update into a second firmware installs its entry
 (on trial, then good: every guest came back) as the default, and the next
-cold boot starts it. A deliberately broken firmware (its init exits at
-once: the kernel panics) is updated into last: the watchdog resets the
-appliance, which comes back on its default entry by itself, and says which
-live update failed."""
+cold boot starts it. Two deliberately broken firmwares (built here): a live
+update into one whose init hangs ends in a watchdog reset, and the
+appliance comes back on its default entry by itself and says which live
+update failed; one whose init exits (the kernel panics, and reboots:
+panic=10), installed for the next cold boot, uses up its three tries, and
+systemd-boot falls back to the last good entry."""
 import os
 import shutil
 import subprocess
@@ -51,29 +53,35 @@ def uefi():
     v2 = (v1 + "-two")[-64:]
     img2 = os.path.join(tmp, "two.efi")
     make("image", f"VERSION={v2}", f"IMAGE_OUT={img2}")
-    # The broken firmware: the same kernel, an initramfs whose /init exits.
-    broken = (v1 + "-broken")[-64:]
-    src, init, lst, cpio = (os.path.join(tmp, n) for n in ("broken.c", "init", "broken.list", "broken.cpio"))
-    with open(src, "w") as f:
-        f.write('#include <unistd.h>\nint main(void) { static const char m[] = "broken firmware: init exits\\n";'
-                ' (void)!write(1, m, sizeof(m) - 1); return 1; }\n')
-    subprocess.run(["musl-gcc", "-static", "-Os", "-o", init, src], check=True)
-    with open(lst, "w") as f:
-        f.write(f"dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nfile /init {init} 0755 0 0\n")
-    subprocess.run([os.path.join(BB, "kernel-obj", "usr", "gen_init_cpio"), "-o", cpio, lst], check=True)
-    img3 = os.path.join(tmp, "broken.efi")
-    make("image", f"VERSION={broken}", f"IMAGE_OUT={img3}", f"INITRAMFS_CPIO={cpio}")
+    # The broken firmwares: the same kernel, an initramfs whose /init hangs
+    # or exits.
+    def broken_image(how, body):
+        version = (v1 + "-" + how)[-64:]
+        src, init, lst, cpio = (os.path.join(tmp, how + n) for n in (".c", ".init", ".list", ".cpio"))
+        with open(src, "w") as f:
+            f.write("#include <unistd.h>\nint main(void) { static const char m[] = \"broken firmware: init "
+                    + how + "\\n\"; (void)!write(1, m, sizeof(m) - 1); " + body + " }\n")
+        subprocess.run(["musl-gcc", "-static", "-Os", "-o", init, src], check=True)
+        with open(lst, "w") as f:
+            f.write(f"dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nfile /init {init} 0755 0 0\n")
+        subprocess.run([os.path.join(BB, "kernel-obj", "usr", "gen_init_cpio"), "-o", cpio, lst], check=True)
+        out = os.path.join(tmp, how + ".efi")
+        make("image", f"VERSION={version}", f"IMAGE_OUT={out}", f"INITRAMFS_CPIO={cpio}")
+        return version, out
+    hangs, img_hangs = broken_image("hangs", "for (;;) pause();")
+    exits, img_exits = broken_image("exits", "return 1;")
     a = new_appliance("luoinit-uefi-")
     a.esp = os.path.join(a.dir, "esp.img")
     subprocess.run(["cp", "--sparse=always", ESP, a.esp], check=True)
     abi = os.path.join(BB, "bzImage.abi")
     debugfs_mkdir_put(a.state, {f"/firmware/{v2}.efi": img2, f"/firmware/{v2}.efi.abi": abi,
-                                f"/firmware/{broken}.efi": img3, f"/firmware/{broken}.efi.abi": abi}, a.dir)
+                                f"/firmware/{hangs}.efi": img_hangs, f"/firmware/{hangs}.efi.abi": abi,
+                                f"/firmware/{exits}.efi": img_exits, f"/firmware/{exits}.efi.abi": abi}, a.dir)
     a.append = ""
     t0 = time.monotonic()
     start(a)
     a.boot_s = time.monotonic() - t0
-    a.v1, a.v2, a.broken = v1, v2, broken
+    a.v1, a.v2, a.hangs, a.exits = v1, v2, hangs, exits
     yield a
     stop(a)
     shutil.rmtree(a.dir, ignore_errors=True)
@@ -127,30 +135,61 @@ def test_update_into_a_second_firmware_becomes_the_default(uefi):
 
 
 def test_a_broken_firmware_falls_back_by_itself(uefi):
-    """The live update into the broken firmware: its init exits, the kernel
-    panics, nothing feeds the watchdog (armed and locked across the kexec),
-    which resets the machine; systemd-boot starts the default entry (the
-    good second firmware) and vm0 starts afresh."""
+    """The live update into the broken firmware: its init hangs, nothing
+    feeds the watchdog (armed and locked across the kexec), which resets the
+    machine; systemd-boot starts the default entry (the good second
+    firmware) and vm0 starts afresh."""
     second = f"luoinit-0002-{uefi.v2}.conf"
     before = status(uefi)
     assert before["firmware"]["running"]["version"] == uefi.v2
-    rep = uefi.ctl("update", f"image={uefi.broken}", timeout=120)
-    assert rep.get("image") == uefi.broken, rep
+    rep = uefi.ctl("update", f"image={uefi.hangs}", timeout=120)
+    assert rep.get("image") == uefi.hangs, rep
     st = wait_status(uefi, 400, lambda s: s["boot_id"] != before["boot_id"] and boot_of(s)["assessed"]
                      and vm0(s)["state"] == "running")
     with open(uefi.console, errors="replace") as f:
         console = f.read()
-    assert "broken firmware: init exits" in console and "Attempted to kill init" in console, console[-3000:]
+    assert "broken firmware: init hangs" in console, console[-3000:]
     assert st["watchdog"]["reset_by_watchdog"] is True, st["watchdog"]
     assert st["kexec_ms"] is None and st["firmware"]["running"]["version"] == uefi.v2, st["firmware"]
     boot = boot_of(st)
     assert boot["started_by"] == "efi-stub", boot
-    assert boot["failed_live_update"] == uefi.broken, boot
+    assert boot["failed_live_update"] == uefi.hangs, boot
     assert boot["selected"] == second and boot["entry"]["good"] is True and boot["default"] == second, boot
     # Its entry was never written: nothing of it on the boot disk.
-    assert not any(uefi.broken in e["id"] for e in boot["entries"]), boot
+    assert not any(uefi.hangs in e["id"] for e in boot["entries"]), boot
     assert vm0(st)["pid"] != vm0(before)["pid"]
     log = uefi.ctl("log").get("log", "")
-    assert f"the live update into firmware {uefi.broken} never came back" in log, log[-3000:]
+    assert f"the live update into firmware {uefi.hangs} never came back" in log, log[-3000:]
     # Said once: the record is gone, the next status has it from memory only.
-    assert boot_of(status(uefi))["failed_live_update"] == uefi.broken
+    assert boot_of(status(uefi))["failed_live_update"] == uefi.hangs
+
+
+def test_a_cold_boot_entry_that_never_becomes_good_uses_up_its_tries(uefi):
+    """image-install puts the firmware whose init exits on trial as the next
+    cold boot's default; after a reboot systemd-boot starts it three times
+    (each a kernel panic and, 10 s later, a reboot), then the last good
+    entry, whose init reports the bad one."""
+    second, third = f"luoinit-0002-{uefi.v2}.conf", f"luoinit-0003-{uefi.exits}.conf"
+    out = uefi.ctl("image-install", f"version={uefi.exits}")
+    assert out == {"entry": f"luoinit-0003-{uefi.exits}+3.conf", "tries_left": 3}, out
+    boot = boot_of(status(uefi))
+    assert boot["default"] == third and boot["entry"]["id"] == second, boot
+    with pytest.raises(RuntimeError) as e:
+        uefi.ctl("image-install", f"version={uefi.exits}")
+    assert "is the default entry already" in str(e.value), e.value
+    before = status(uefi)
+    with open(uefi.console, errors="replace") as f:
+        seen = len(f.read())
+    uefi.ctl("reboot")
+    st = wait_status(uefi, 600, lambda s: s["boot_id"] != before["boot_id"] and boot_of(s)["assessed"]
+                     and vm0(s)["state"] == "running")
+    with open(uefi.console, errors="replace") as f:
+        console = f.read()[seen:]
+    assert console.count("broken firmware: init exits") == 3, console[-5000:]
+    assert console.count("Rebooting in 10 seconds") == 3, console[-5000:]
+    boot = boot_of(st)
+    assert st["firmware"]["running"]["version"] == uefi.v2 and boot["selected"] == second, boot
+    bad = [e for e in boot["entries"] if e["id"] == third]
+    assert bad and bad[0]["tries_left"] == 0 and bad[0]["tries_done"] == 3, boot["entries"]
+    assert boot["entries"][-1]["id"] == third and boot["default"] == second, boot
+    assert boot["fell_back_from"] == [third], boot

@@ -116,7 +116,7 @@ static void test_query_commands(void **state)
 					    "vm-start", "vm-stop", "vm-restart", "vmm-update", "vm-log",
 					    "log", "poweroff", "reboot", "update", "x-hang",
 					    "image-push-begin", "image-push-chunk", "image-push-end",
-					    "image-push-abort", "image-remove" };
+					    "image-push-abort", "image-remove", "image-install" };
 	struct json_object *ret = NULL;
 	struct cmd_error err = { 0 };
 	size_t n;
