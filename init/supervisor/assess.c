@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "pid1/bootparams.h"
+#include "pid1/cmdline.h"
 #include "pid1/log.h"
 #include "pid1/statefs.h"
 #include "update/bootentry.h"
@@ -126,28 +127,29 @@ void sup_assess_start(struct sup *s)
 		 A.selected[0] ? ", systemd-boot started " : "", A.selected);
 }
 
-/* Every VM that should run is running (none held back, the configuration
- * accepted). */
+/* Every VM that should run is running: the configuration accepted, and
+ * each VM running but those the operator stopped (held back since before
+ * the update, or stopped since). A VM that failed to start counts against
+ * it. Called from the loop, after every VM was started. */
 static bool all_running(const struct sup *s)
 {
 	if (!s->conf)
 		return false;
-	for (size_t i = 0; i < s->n_vms; i++)
-		if (!vm_held(s->vms[i]) && vm_state(s->vms[i]) != VM_RUNNING)
+	for (size_t i = 0; i < s->n_vms; i++) {
+		const struct vm *vm = s->vms[i];
+		if (vm_held(vm) || (vm_state(vm) == VM_STOPPED && !vm_wanted(vm)))
+			continue;
+		if (vm_state(vm) != VM_RUNNING)
 			return false;
+	}
 	return true;
 }
 
 /* The running kernel's command line: what a new entry boots with. */
 static void proc_cmdline(char *out, size_t len)
 {
-	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, out, len - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	out[n > 0 ? n : 0] = '\0';
-	out[strcspn(out, "\n")] = '\0';
+	if (cmdline_read_raw(out, len) < 0)
+		out[0] = '\0';
 }
 
 static void assess(struct sup *s)

@@ -498,12 +498,14 @@ def _as_nobody(path, timeout=20):
     os.close(w)
     data = b""
     deadline = time.monotonic() + timeout
+    done = 0  # the child's pid once reaped: never waited for twice (ECHILD)
     try:
         while True:
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 break
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                done, _ = os.waitpid(pid, os.WNOHANG)
             chunk = b""
             import select
             rl, _, _ = select.select([r], [], [], 0.1)
