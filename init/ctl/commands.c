@@ -70,6 +70,24 @@ static int arg_string(const char *cmd, json_object *args, const char *key, bool 
 	return 0;
 }
 
+/* A firmware version: a string, or a non-negative integer taken as its
+ * decimal text (a git short hash can be all digits, and `luoinit ctl
+ * update image=1053384` sends a number; the client sends only canonical
+ * integers, so the text comes back exactly). buf holds that text. */
+static int arg_version(const char *cmd, json_object *args, const char *key, bool required, char *buf,
+		       size_t len, const char **ret, struct cmd_error *err)
+{
+	json_object *v;
+
+	if (args && json_object_object_get_ex(args, key, &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) >= 0) {
+		snprintf(buf, len, "%lld", (long long)json_object_get_int64(v));
+		*ret = buf;
+		return 0;
+	}
+	return arg_string(cmd, args, key, required, ret, err);
+}
+
 static int arg_vm(const char *cmd, json_object *args, struct vm **ret, struct cmd_error *err)
 {
 	const char *name;
@@ -256,12 +274,12 @@ static int cmd_update(json_object *args, json_object **ret, struct cmd_error *er
 {
 	static const char *const keys[] = { "kernel", "initrd", "image", "cmdline", "mode", "fault", NULL };
 	struct update_req req = { 0 };
-	char e[512];
+	char e[512], imagebuf[24];
 
 	if (check_keys("update", args, keys, err) < 0 ||
 	    arg_string("update", args, "kernel", false, &req.kernel, err) < 0 ||
 	    arg_string("update", args, "initrd", false, &req.initrd, err) < 0 ||
-	    arg_string("update", args, "image", false, &req.image, err) < 0 ||
+	    arg_version("update", args, "image", false, imagebuf, sizeof(imagebuf), &req.image, err) < 0 ||
 	    arg_string("update", args, "cmdline", false, &req.cmdline, err) < 0 ||
 	    arg_string("update", args, "mode", false, &req.mode, err) < 0 ||
 	    arg_string("update", args, "fault", false, &req.fault, err) < 0)
@@ -397,10 +415,10 @@ static int cmd_image_remove(json_object *args, json_object **ret, struct cmd_err
 {
 	static const char *const keys[] = { "version", NULL };
 	const char *dir, *version;
-	char e[512];
+	char e[512], vbuf[24];
 
 	if (check_keys("image-remove", args, keys, err) < 0 ||
-	    arg_string("image-remove", args, "version", true, &version, err) < 0)
+	    arg_version("image-remove", args, "version", true, vbuf, sizeof(vbuf), &version, err) < 0)
 		return -EINVAL;
 	if (!(dir = sup_firmware_state_dir(e, sizeof(e))) || fwpush_remove(dir, version, ret, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "image-remove: %s", e);
@@ -411,10 +429,10 @@ static int cmd_image_install(json_object *args, json_object **ret, struct cmd_er
 {
 	static const char *const keys[] = { "version", NULL };
 	const char *version;
-	char e[512];
+	char e[512], vbuf[24];
 
 	if (check_keys("image-install", args, keys, err) < 0 ||
-	    arg_string("image-install", args, "version", true, &version, err) < 0)
+	    arg_version("image-install", args, "version", true, vbuf, sizeof(vbuf), &version, err) < 0)
 		return -EINVAL;
 	if (sup_image_install(version, ret, e, sizeof(e)) < 0)
 		return fail(err, "GenericError", "image-install: %s", e);

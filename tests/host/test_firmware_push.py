@@ -288,6 +288,12 @@ def test_image_remove(supervisors, tmpdir_short):
         assert "error" in r and why in r["error"]["desc"], r
     assert fw_files(s) == ["old2.efi"]
     assert "firmware: removed" in s.log()
+    # A version of digits only (a git short hash can be): the command line
+    # client sends it as a number, the init takes its text.
+    assert push(s, write(os.path.join(tmpdir_short, "d.efi"), image(1 << 20, "1053384"))).returncode == 0
+    r = s.ctl("image-remove", "version=1053384")
+    assert r.returncode == 0 and json.loads(r.stdout)["file"].endswith("/1053384.efi"), r.stderr
+    assert fw_files(s) == ["old2.efi"]
     running = firmware(s)["running"]["version"]
     if running:
         assert push(s, write(os.path.join(tmpdir_short, "c.efi"), image(1 << 20, running))).returncode == 0
