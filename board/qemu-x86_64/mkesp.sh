@@ -2,7 +2,7 @@
 # The appliance's boot disk: a GPT disk with one EFI system partition (FAT32,
 # label LUOINIT-ESP) holding systemd-boot, its loader.conf, and the factory
 # firmware image with its Boot Loader Specification entry. Made without root
-# (sfdisk, mkfs.fat --offset, mtools).
+# (sfdisk, mkfs.fat, mtools, dd).
 #   mkesp.sh OUT SIZE_MIB FIRMWARE VERSION CMDLINE_FILE
 # The entry is luoinit-0001-VERSION+3.conf: on trial like every new
 # firmware, until luoinit marks it good on its first boot. luoinit adds the entries of later firmware (README, Boot
@@ -28,9 +28,13 @@ EOF
 start=2048
 sectors=$(sfdisk -l -o Sectors "$tmp" | awk 'f { print $1; exit } /^ *Sectors/ { f = 1 }')
 [ -n "$sectors" ] || { echo "mkesp.sh: no partition in $tmp" >&2; exit 1; }
-mkfs.fat -F 32 -n LUOINIT-ESP -i 6c756f69 --offset "$start" "$tmp" $((sectors / 2)) > /dev/null
+# The filesystem in a file of its own size (mtools then sees no size
+# mismatch), copied into the partition at the end.
+part=$out.part.tmp
+rm -f "$part"
+mkfs.fat -C -F 32 -h "$start" -n LUOINIT-ESP -i 6c756f69 "$part" $((sectors / 2)) > /dev/null
 export MTOOLS_SKIP_CHECK=1
-img="$tmp@@$((start * 512))"
+img=$part
 mmd -i "$img" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/EFI/luoinit ::/loader ::/loader/entries
 mcopy -i "$img" "$sdboot" ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i "$img" "$sdboot" ::/EFI/systemd/systemd-bootx64.efi
@@ -44,5 +48,7 @@ printf 'title luoinit %s\nversion %s\nlinux /EFI/luoinit/%s.efi\noptions %s\n' \
 	"$version" "$version" "$version" "${options% }" > "$work/entry.conf"
 mcopy -i "$img" "$work/loader.conf" ::/loader/loader.conf
 mcopy -i "$img" "$work/entry.conf" "::/loader/entries/luoinit-0001-$version+3.conf"
+dd if="$part" of="$tmp" bs=1M seek=$((start * 512 / 1048576)) conv=notrunc,sparse status=none
+rm -f "$part"
 mv "$tmp" "$out"
 echo "esp: $out (${size} MiB, systemd-boot, luoinit-0001-$version+3.conf)"
