@@ -276,26 +276,14 @@ static void attempt_path(const char *state_dir, char *out, size_t len)
 
 int bootentry_attempt_write(const char *state_dir, const char *version)
 {
-	char path[4200], tmp[4300], dir[4200];
-	int fd, r = 0;
-	size_t l = strlen(version);
+	char path[4200], dir[4200], line[FWIMAGE_VERSION_MAX + 2];
+	int r;
 
 	attempt_path(state_dir, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	snprintf(dir, sizeof(dir), "%s/" FWIMAGE_DIR, state_dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, version, l) != (ssize_t)l || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
-		r = errno ? -errno : -EIO;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		(void)unlink(tmp);
+	snprintf(line, sizeof(line), "%s\n", version);
+	if ((r = file_replace(path, line, strlen(line))) < 0)
 		return r;
-	}
 	return fsync_dir(dir);
 }
 

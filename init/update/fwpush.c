@@ -467,33 +467,14 @@ int fwpush_set_abi(uint64_t owner, uint64_t handle, const char *abi, char *err, 
  * written whole before the image appears. */
 static int write_abi(const char *image_path, char *err, size_t errlen)
 {
-	char path[4500], tmp[4600];
-	size_t len = strlen(P.abi);
-	int fd, r = 0;
+	char path[4500], line[sizeof(P.abi) + 1];
+	int r;
 
 	snprintf(path, sizeof(path), "%s%s", image_path, KABI_TARGET_SUFFIX);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		r = -errno;
-	else {
-		ssize_t w;
-		P.abi[len] = '\n';
-		w = write(fd, P.abi, len + 1);
-		if (w < 0 || fsync(fd) < 0)
-			r = -errno;
-		else if (w != (ssize_t)(len + 1))
-			r = -EIO;
-		P.abi[len] = '\0';
-		if (close(fd) < 0 && r == 0)
-			r = -errno;
-		if (r == 0 && rename(tmp, path) < 0)
-			r = -errno;
-	}
-	if (r < 0) {
-		(void)unlink(tmp);
+	snprintf(line, sizeof(line), "%s\n", P.abi);
+	r = file_replace(path, line, strlen(line));
+	if (r < 0)
 		snprintf(err, errlen, "storing %s: %s: refused, nothing kept", path, strerror(-r));
-	}
 	return r;
 }
 

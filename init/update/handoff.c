@@ -216,42 +216,16 @@ char *handoff_text(const struct handoff *h)
 
 int handoff_write(const char *dir, const struct handoff *h)
 {
-	char path[512], tmp[512];
+	char path[512];
 	char *text = handoff_text(h);
-	size_t len;
-	int fd, r = 0;
+	int r;
 
 	if (!text)
 		return -ENOMEM;
-	len = strlen(text);
 	snprintf(path, sizeof(path), "%s/%s", dir, HANDOFF_FILE);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, HANDOFF_FILE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, text + off, len - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
+	r = file_replace(path, text, strlen(text));
 	if (r == 0)
 		r = fsync_dir(dir);
-	if (r < 0)
-		(void)unlink(tmp);
-out:
 	free(text);
 	return r;
 }
