@@ -54,6 +54,16 @@ GEN_INIT_CPIO   := $(BB)/kernel-obj/usr/gen_init_cpio
 QEMU_BIN        ?= $(OUR_QEMU)
 INITRAMFS_INPUTS := initramfs/mkinitramfs $(B)/luoinit $(BB)/bzImage $(BB)/bzImage.abi $(QEMU_BIN) \
                    board/$(BOARD)/initramfs-vmconf.json board/$(BOARD)/modules
+# The firmware's kernel command line (README "Signed firmware images"): built
+# into the image's kernel, and /etc/luoinit/cmdline in the initramfs so that
+# the init knows which part of /proc/cmdline is its image's own. One line,
+# from the board's cmdline file unless FIRMWARE_CMDLINE is given; kept in
+# $(BB)/firmware-cmdline, rewritten only when it changes (an input below).
+FIRMWARE_CMDLINE ?= $(shell grep -v '^\#' board/$(BOARD)/cmdline | tr '\n' ' ' | tr -s ' ' | sed 's/^ //; s/ $$//')
+FIRMWARE_CMDLINE_FILE := $(BB)/firmware-cmdline
+$(shell mkdir -p $(BB); printf '%s\n' '$(subst ','\'',$(FIRMWARE_CMDLINE))' | cmp -s - $(FIRMWARE_CMDLINE_FILE) || \
+        printf '%s\n' '$(subst ','\'',$(FIRMWARE_CMDLINE))' > $(FIRMWARE_CMDLINE_FILE))
+INITRAMFS_INPUTS += $(FIRMWARE_CMDLINE_FILE)
 # The chosen compression is an input too: rebuild when it changes.
 INITRAMFS_OPT   := $(BB)/initramfs.opt
 $(shell mkdir -p $(BB); [ "$$(cat $(INITRAMFS_OPT) 2>/dev/null)" = "$(INITRAMFS_COMPRESS)" ] || \
@@ -68,7 +78,7 @@ $(INITRAMFS): $(INITRAMFS_INPUTS) $(INITRAMFS_OPT) $(GEN_INIT_CPIO)
 		--modules-root $(BB)/modules --kernel-release $$(cat $(BB)/kernel.release) \
 		--config board/$(BOARD)/initramfs-vmconf.json --modules-list board/$(BOARD)/modules \
 		--qemu $(QEMU_BIN) --compress $(INITRAMFS_COMPRESS) --list-out $(BB)/initramfs.list \
-		--kernel-abi $(BB)/bzImage.abi
+		--kernel-abi $(BB)/bzImage.abi --cmdline $(FIRMWARE_CMDLINE_FILE)
 	@echo "initramfs: $$(stat -c %s $@) bytes"
 
 # The same initramfs uncompressed, for a firmware image's built-in one (the
@@ -78,7 +88,7 @@ $(INITRAMFS_CPIO): $(INITRAMFS_INPUTS) $(GEN_INIT_CPIO)
 	@initramfs/mkinitramfs --out $@ --gen-init-cpio $(GEN_INIT_CPIO) --init $(B)/luoinit \
 		--modules-root $(BB)/modules --kernel-release $$(cat $(BB)/kernel.release) \
 		--config board/$(BOARD)/initramfs-vmconf.json --modules-list board/$(BOARD)/modules \
-		--qemu $(QEMU_BIN) --compress none --kernel-abi $(BB)/bzImage.abi
+		--qemu $(QEMU_BIN) --compress none --kernel-abi $(BB)/bzImage.abi --cmdline $(FIRMWARE_CMDLINE_FILE)
 
 .PHONY: initramfs
 initramfs: $(INITRAMFS)

@@ -52,8 +52,9 @@ IMAGE_WORK    ?= $(BB)/image-obj
 MKIMAGE = sh $(BOARD_DIR)/mkimage.sh --src $(KSRC) --kernel-obj $(BB)/kernel-obj \
 	--key $(FIRMWARE_KEY) --cert $(FIRMWARE_CERT) --version "$(VERSION)" --abi $(BB)/bzImage.abi \
 	$(if $(filter $(B)/keys/firmware.key,$(FIRMWARE_KEY)),--genkey)
-$(IMAGE_OUT): $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS_CPIO) FORCE | deps-ok
-	@$(MKIMAGE) --work $(IMAGE_WORK) --initramfs $(INITRAMFS_CPIO) $@
+$(IMAGE_OUT): $(BB)/bzImage $(BB)/bzImage.abi $(INITRAMFS_CPIO) $(FIRMWARE_CMDLINE_FILE) FORCE | deps-ok
+	@$(MKIMAGE) --work $(IMAGE_WORK) --initramfs $(INITRAMFS_CPIO) --qemu $(QEMU_BIN) \
+		--cmdline "$$(cat $(FIRMWARE_CMDLINE_FILE))" $@
 # The same kernel without a built-in initramfs, signed the same way: what
 # `update kernel= initrd=` loads (the state disk's boot/vmlinuz), since the
 # kernel refuses an unsigned one (KEXEC_SIG_FORCE).
@@ -100,9 +101,9 @@ QEMU_SH_NET = --net-port $(BOARD_NET_PORT) --net-peer-port $(BOARD_NET_PEER_PORT
 # and assesses the entries of later firmware on it.
 ESP_IMG  ?= $(BB)/esp.img
 ESP_SIZE ?= 256
-$(BB)/esp.img: $(BOARD_DIR)/mkesp.sh $(BOARD_DIR)/cmdline $(IMAGE_OUT) | deps-ok
+$(BB)/esp.img: $(BOARD_DIR)/mkesp.sh $(IMAGE_OUT) | deps-ok
 	@rm -f $@.vars
-	@sh $(BOARD_DIR)/mkesp.sh $@ $(ESP_SIZE) $(IMAGE_OUT) "$(VERSION)" $(BOARD_DIR)/cmdline
+	@sh $(BOARD_DIR)/mkesp.sh $@ $(ESP_SIZE) $(IMAGE_OUT) "$(VERSION)"
 .PHONY: esp
 esp: $(BB)/esp.img
 

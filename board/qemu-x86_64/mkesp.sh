@@ -3,14 +3,16 @@
 # label LUOINIT-ESP) holding systemd-boot, its loader.conf, and the factory
 # firmware image with its Boot Loader Specification entry. Made without root
 # (sfdisk, mkfs.fat, mtools, dd).
-#   mkesp.sh OUT SIZE_MIB FIRMWARE VERSION CMDLINE_FILE
+#   mkesp.sh OUT SIZE_MIB FIRMWARE VERSION [OPTIONS]
+# OPTIONS: what the entry adds to the firmware's own command line, which is
+# built into its kernel (make image); none by default.
 # The entry is luoinit-0001-VERSION+3.conf: on trial like every new
 # firmware, until luoinit marks it good on its first boot. luoinit adds the entries of later firmware (README, Boot
 # assessment): the newest generation sorts first, so it is the default, and
 # systemd-boot passes over an entry with no tries left.
 set -eu
-out=${1:?usage: mkesp.sh OUT SIZE_MIB FIRMWARE VERSION CMDLINE_FILE}
-size=${2:?} fw=${3:?} version=${4:?} cmdline_file=${5:?}
+out=${1:?usage: mkesp.sh OUT SIZE_MIB FIRMWARE VERSION [OPTIONS]}
+size=${2:?} fw=${3:?} version=${4:?} options=${5:-}
 sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 [ -f "$sdboot" ] || { echo "mkesp.sh: no $sdboot (Debian's systemd-boot-efi; make deps)" >&2; exit 1; }
 case "$version" in
@@ -43,9 +45,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # timeout 0: straight to the default (a key held at boot still shows the menu).
 printf 'timeout 0\ndefault luoinit-*\neditor no\nauto-entries no\nauto-firmware no\n' > "$work/loader.conf"
-options=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
-printf 'title luoinit %s\nversion %s\nlinux /EFI/luoinit/%s.efi\noptions %s\n' \
-	"$version" "$version" "$version" "${options% }" > "$work/entry.conf"
+printf 'title luoinit %s\nversion %s\nlinux /EFI/luoinit/%s.efi\n' "$version" "$version" "$version" > "$work/entry.conf"
+[ -z "$options" ] || printf 'options %s\n' "$options" >> "$work/entry.conf"
 mcopy -i "$img" "$work/loader.conf" ::/loader/loader.conf
 mcopy -i "$img" "$work/entry.conf" "::/loader/entries/luoinit-0001-$version+3.conf"
 dd if="$part" of="$tmp" bs=1M seek=$((start * 512 / 1048576)) conv=notrunc,sparse status=none

@@ -15,14 +15,21 @@
 #     --genkey           create K and C first when neither exists (a
 #                        development key: RSA 3072, self-signed)
 #     --abi FILE         kernel-abi.sh's line, copied to OUT.abi (an update
-#                        target's ABI is read beside it)
+#                        target's ABI is read beside it) and into the note
+#     --cmdline STR      the firmware's kernel command line, built into the
+#                        kernel (CONFIG_CMDLINE: a boot loader's or a kexec's
+#                        is appended to it) and written into the note
+#     --qemu BIN         the QEMU in the initramfs: its version goes into the note
+# With --initramfs, the image ends in a firmware note (init/update/fwnote.h:
+# version, cmdline, kernel-abi, qemu), appended before signing so that the
+# signature covers it.
 # OUT is a bzImage (a PE file: the EFI stub) signed with sbsign; OUT.stamp
 # holds the hash of the inputs: an unchanged OUT is left alone, so make may
 # call this every time. Reproducible: the same inputs give the same bytes.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-src="" kobj="" work="" cpio=UNSET version="" key="" cert="" genkey=0 abi=""
+src="" kobj="" work="" cpio=UNSET version="" key="" cert="" genkey=0 abi="" cmdline="" qemu=""
 while [ $# -gt 1 ]; do
 	case "$1" in
 	--src) src=$2 ;;
@@ -33,6 +40,8 @@ while [ $# -gt 1 ]; do
 	--key) key=$2 ;;
 	--cert) cert=$2 ;;
 	--abi) abi=$2 ;;
+	--cmdline) cmdline=$2 ;;
+	--qemu) qemu=$2 ;;
 	--genkey) genkey=1; shift; continue ;;
 	*) echo "mkimage.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -46,6 +55,16 @@ done
 case "$version" in
 *[!A-Za-z0-9._+~-]*|"") echo "mkimage.sh: version '$version': letters, digits and . _ + ~ - only" >&2; exit 2 ;;
 esac
+case "$cmdline" in
+*[\"\\]*) echo "mkimage.sh: --cmdline: no \" or \\ (it becomes CONFIG_CMDLINE=\"...\")" >&2; exit 2 ;;
+esac
+[ "${#cmdline}" -lt 2048 ] || { echo "mkimage.sh: --cmdline longer than 2047 bytes (COMMAND_LINE_SIZE)" >&2; exit 2; }
+[ -n "$cpio" ] || [ -z "$cmdline" ] || { echo "mkimage.sh: --cmdline needs --initramfs (a firmware image)" >&2; exit 2; }
+qemu_version=""
+if [ -n "$qemu" ]; then
+	qemu_version=$("$qemu" --version | sed -n 's/^QEMU emulator version \([0-9][0-9.]*\).*/\1/p')
+	[ -n "$qemu_version" ] || { echo "mkimage.sh: $qemu --version: no \"QEMU emulator version\"" >&2; exit 1; }
+fi
 say() { echo "image: $*"; }
 # The time of a reproducible build (build-kernel.sh's KBUILD_BUILD_TIMESTAMP):
 # the signature's signingTime, and the development certificate's start.
@@ -75,6 +94,8 @@ inputs() {
 	echo "cert $(sha256sum < "$cert" | cut -c1-64)"
 	echo "key $(sha256sum < "$key" | cut -c1-64)"
 	echo "abi $([ -n "$abi" ] && sha256sum < "$abi" | cut -c1-64)"
+	echo "cmdline $cmdline"
+	echo "qemu $qemu_version"
 	echo "mkimage.sh $(sha256sum < "$here/mkimage.sh" | cut -c1-64)"
 	echo "sbsign $(sbsign --version 2>&1 | head -n 1)"
 }
@@ -112,6 +133,17 @@ fi
 K="make -C $src O=$work ARCH=x86 -j$jobs"
 fail() { echo "image: FAILED, last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
 : > "$log"
+# The built-in command line: only setup.c and the EFI stub read CONFIG_CMDLINE,
+# so changing it recompiles those and relinks (Kbuild's per-symbol
+# dependencies). The cached kernel has CMDLINE_BOOL=y and an empty CMDLINE.
+grep -qx 'CONFIG_CMDLINE_BOOL=y' "$work/.config" ||
+	{ echo "mkimage.sh: $work/.config has no CONFIG_CMDLINE_BOOL=y (kernel.config)" >&2; exit 1; }
+if ! grep -qxF "CONFIG_CMDLINE=\"$cmdline\"" "$work/.config"; then
+	"$src/scripts/config" --file "$work/.config" --set-str CMDLINE "$cmdline"
+	$K olddefconfig >> "$log" 2>&1 || fail
+	grep -qxF "CONFIG_CMDLINE=\"$cmdline\"" "$work/.config" ||
+		{ echo "mkimage.sh: CONFIG_CMDLINE did not take the command line" >&2; exit 1; }
+fi
 # A fresh link every time: the certificate slot is then empty before the
 # insertion below (insert-sys-cert's "already inserted" compares with strncmp).
 rm -f "$work/vmlinux.unstripped" "$work/vmlinux"
@@ -142,12 +174,36 @@ if [ -z "$off" ] || ! dd if="$work/vmlinux" bs=4096 iflag=skip_bytes,count_bytes
 	exit 1
 fi
 
+# The firmware note after the bzImage's last byte, NUL-padded so that the
+# file stays 8-aligned (where sbsign puts the certificate table).
+payload=$work/arch/x86/boot/bzImage
+if [ -n "$cpio" ]; then
+	{
+		echo "luoinit-firmware-note 1"
+		echo "version=$version"
+		echo "cmdline=$cmdline"
+		[ -z "$abi" ] || echo "kernel-abi=$(head -n 1 "$abi")"
+		[ -z "$qemu_version" ] || echo "qemu=$qemu_version"
+	} > "$work/luoinit-note"
+	nlen=$(stat -c %s "$work/luoinit-note")
+	blen=$(stat -c %s "$payload")
+	pad=$(( (8 - (blen + nlen + 16) % 8) % 8 ))
+	{
+		cat "$payload"
+		head -c "$pad" /dev/zero
+		cat "$work/luoinit-note"
+		printf 'LUOINIT-NOTE'
+		printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((nlen & 255)) $((nlen >> 8 & 255)) $((nlen >> 16 & 255)) $((nlen >> 24 & 255)))"
+	} > "$work/bzImage.noted"
+	payload=$work/bzImage.noted
+fi
+
 # Sign: an Authenticode signature in the PE's certificate table. sbsign
 # puts the time into it (a signingTime attribute): the build's fixed one, so
 # that the same inputs sign to the same bytes (faketime; the kernel checks
 # no times).
 mkdir -p "$(dirname "$out")"
-faketime -f "$sign_time" sbsign --key "$key" --cert "$cert" --output "$out.tmp" "$work/arch/x86/boot/bzImage" >> "$log" 2>&1 || fail
+faketime -f "$sign_time" sbsign --key "$key" --cert "$cert" --output "$out.tmp" "$payload" >> "$log" 2>&1 || fail
 if [ -n "$abi" ]; then cp "$abi" "$out.abi.tmp"; mv "$out.abi.tmp" "$out.abi"; fi
 mv "$out.tmp" "$out"
 echo "$stamp" > "$out.stamp"

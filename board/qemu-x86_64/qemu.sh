@@ -7,6 +7,8 @@
 # Options (defaults for build/qemu-x86_64):
 #   --dir DIR  --kernel F  --initrd F|none  --state IMG  --socket PATH  --console FILE
 #   --pidfile F  --accel kvm|tcg|FILE  --cmdline-file F  --append "EXTRA"
+#               (--initrd none: a firmware image, its command line built in:
+#               only EXTRA is passed; else the --cmdline-file's line and EXTRA)
 #   --luoinit BIN  --qemu BIN  --timeout S
 #   --qmp PATH  the outer QEMU's own QMP monitor (default: qmp.sock next to --socket):
 #               system_powerdown presses the appliance's power button; the
@@ -102,8 +104,14 @@ for f in "$kernel" "$initrd" "$state"; do
 	[ "$f" = none ] && { [ "$f" = "$initrd" ] || [ -n "$esp" ]; } && continue
 	[ -f "$f" ] || { echo "qemu.sh: missing $f" >&2; exit 1; }
 done
-append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
-append="${append% } $extra"
+# A firmware image (--initrd none) has its command line built in (make
+# image): only --append is added to it. A kernel apart gets the board's line.
+if [ "$initrd" = none ]; then
+	append=$extra
+else
+	append=$(grep -v '^#' "$cmdline_file" | tr '\n' ' ')
+	append="${append% } $extra"
+fi
 
 set -- -nodefaults -no-user-config -display none -name luoinit-appliance \
 	-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${LUOINIT_APPLIANCE_MEM:-3G}"

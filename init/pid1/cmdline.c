@@ -4,8 +4,10 @@
 #include "pid1/log.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -171,7 +173,8 @@ static void cmdline_warn_log(const char *param)
 	log_warn("ignoring kernel parameter '%s': unknown or bad value", param);
 }
 
-int cmdline_read_raw(char *buf, size_t size)
+/* A one-line text file, its newline removed. */
+static int read_line(const char *path, char *buf, size_t size)
 {
 	size_t len = 0;
 	ssize_t n;
@@ -179,7 +182,7 @@ int cmdline_read_raw(char *buf, size_t size)
 
 	if (!buf || !size)
 		return -EINVAL;
-	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	while (len < size - 1) {
@@ -198,6 +201,55 @@ int cmdline_read_raw(char *buf, size_t size)
 	(void)close(fd);
 	buf[len] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+int cmdline_read_raw(char *buf, size_t size)
+{
+	return read_line("/proc/cmdline", buf, size);
+}
+
+int cmdline_read_firmware(char *buf, size_t len)
+{
+	return read_line(CMDLINE_FIRMWARE_PATH, buf, len);
+}
+
+static bool blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+void cmdline_extra(const char *builtin, const char *proc, char *out, size_t len)
+{
+	size_t bl;
+
+	while (builtin && blank(*builtin))
+		builtin++;
+	bl = builtin ? strlen(builtin) : 0;
+	while (bl && blank(builtin[bl - 1]))
+		bl--;
+	while (blank(*proc))
+		proc++;
+	/* The kernel glues its built-in line, a space, and the boot loader's. */
+	if (bl && !strncmp(proc, builtin, bl) && (!proc[bl] || blank(proc[bl])))
+		proc += bl;
+	while (blank(*proc))
+		proc++;
+	snprintf(out, len, "%s", proc);
+	for (size_t n = strlen(out); n && blank(out[n - 1]); n--)
+		out[n - 1] = '\0';
+}
+
+int cmdline_read_extra(char *out, size_t len)
+{
+	char proc[4096], builtin[4096];
+	int r;
+
+	if ((r = cmdline_read_raw(proc, sizeof(proc))) < 0)
+		return r;
+	if (cmdline_read_firmware(builtin, sizeof(builtin)) < 0)
+		builtin[0] = '\0'; /* no firmware command line: all of /proc/cmdline is extra */
+	cmdline_extra(builtin, proc, out, len);
 	return 0;
 }
 

@@ -40,6 +40,20 @@ int cmdline_read(struct cmdline *ret);
  * NUL-terminated, its newline removed. 0 or a negative errno. */
 int cmdline_read_raw(char *buf, size_t len);
 
+/* The firmware's own command line, built into its kernel (README "Signed
+ * firmware images"): the kernel puts it before the boot loader's or kexec's. */
+#define CMDLINE_FIRMWARE_PATH "/etc/luoinit/cmdline"
+/* That line: 0, or a negative errno (-ENOENT: an initramfs without one). */
+int cmdline_read_firmware(char *buf, size_t len);
+/* What PROC (a /proc/cmdline) has beyond BUILTIN, its leading part: the rest,
+ * blanks trimmed, into OUT; all of PROC when it does not start with BUILTIN
+ * (a kernel without it built in, booted with another line). */
+void cmdline_extra(const char *builtin, const char *proc, char *out, size_t len);
+/* cmdline_extra() of CMDLINE_FIRMWARE_PATH (none: "") and /proc/cmdline:
+ * what a kexec into a firmware image passes to keep this boot's additions.
+ * 0 or a negative errno. */
+int cmdline_read_extra(char *out, size_t len);
+
 /* Split "a,b,,c" at SEP into a NULL-terminated array ("a", "b", "c"; empty
  * items and surrounding blanks dropped). Free with cmdline_list_free(). */
 int cmdline_list_split(const char *s, char sep, char ***ret);

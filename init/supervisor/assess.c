@@ -145,10 +145,25 @@ static bool all_running(const struct sup *s)
 	return true;
 }
 
-/* The running kernel's command line: what a new entry boots with. */
-static void proc_cmdline(char *out, size_t len)
+/* What a new entry for image boots with: what this boot added to the
+ * firmware's own command line when the image has one built in (its note
+ * says), else the running kernel's whole line. */
+static void entry_options(const char *image, char *out, size_t len)
 {
-	if (cmdline_read_raw(out, len) < 0)
+	struct fwimage_info info;
+	struct stat st;
+	char why[256];
+	int fd = open(image, O_RDONLY | O_CLOEXEC), r = -1;
+
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		r = fwimage_inspect(fd, (uint64_t)st.st_size, &info, why, sizeof(why));
+	if (fd >= 0)
+		close(fd);
+	if (r == 0 && info.note.cmdline[0])
+		r = cmdline_read_extra(out, len);
+	else
+		r = cmdline_read_raw(out, len);
+	if (r < 0)
 		out[0] = '\0';
 }
 
@@ -188,7 +203,7 @@ static void assess(struct sup *s)
 			(void)esp_remount(false);
 			return;
 		}
-		proc_cmdline(options, sizeof(options));
+		entry_options(image, options, sizeof(options));
 		r = bootentry_install(ESP_DIR, image, running, options, BOOTENTRY_TRIES, &added, err, sizeof(err));
 		if (r < 0) {
 			snprintf(A.error, sizeof(A.error), "installing %s: %s", running, err);
@@ -257,7 +272,7 @@ int sup_assess_install(const struct sup *s, const char *version, json_object **r
 		snprintf(err, errlen, "%s is the default entry already (%s)", version, v[0].file);
 		return -EEXIST;
 	}
-	proc_cmdline(options, sizeof(options));
+	entry_options(image, options, sizeof(options));
 	if (esp_remount(true) < 0) {
 		snprintf(err, errlen, "%s could not be made writable", ESP_DIR);
 		return -EIO;

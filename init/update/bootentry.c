@@ -252,8 +252,10 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
 		snprintf(err, errlen, "%s: %s", tmp, strerror(-r));
 		return r;
 	}
-	fprintf(f, "title luoinit %s\nversion %s\nlinux /" BOOTENTRY_IMAGES "/%s" FWIMAGE_SUFFIX "\noptions %s\n",
-		version, version, version, options);
+	fprintf(f, "title luoinit %s\nversion %s\nlinux /" BOOTENTRY_IMAGES "/%s" FWIMAGE_SUFFIX "\n", version, version,
+		version);
+	if (options && options[0]) /* else the firmware's own command line alone */
+		fprintf(f, "options %s\n", options);
 	r = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
 	if (fclose(f) != 0 && r == 0)
 		r = -errno;

@@ -393,8 +393,9 @@ static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
 int fwimage_inspect(int fd, uint64_t size, struct fwimage_info *info, char *err, size_t errlen)
 {
 	size_t hlen = size < FWIMAGE_HEAD_MAX ? (size_t)size : FWIMAGE_HEAD_MAX;
-	uint64_t off, clen;
+	uint64_t off = 0, clen = 0, signed_data_end;
 	uint8_t *buf;
+	bool pe_signed;
 	int r;
 
 	memset(info, 0, sizeof(*info));
@@ -411,9 +412,19 @@ int fwimage_inspect(int fd, uint64_t size, struct fwimage_info *info, char *err,
 	r = fwimage_header_version(buf, hlen, info->version, sizeof(info->version), err, errlen);
 	if (r < 0)
 		goto out;
-	r = fwimage_security_dir(buf, hlen, size, &off, &clen);
-	if (r <= 0) {
-		r = 0; /* not PE, unsigned, or headers we cannot read: no signer */
+	/* Headers we cannot read (< 0): no signer, the note looked for at the end. */
+	pe_signed = fwimage_security_dir(buf, hlen, size, &off, &clen) == 1;
+	signed_data_end = pe_signed ? off : size;
+	if ((r = fwnote_read(fd, signed_data_end, &info->note, err, errlen)) < 0)
+		goto out;
+	if (r == 1 && strcmp(info->note.version, info->version) != 0) {
+		snprintf(err, errlen, "the image's firmware note names version \"%.64s\", its kernel \"%s\"",
+			 info->note.version, info->version);
+		r = -EINVAL;
+		goto out;
+	}
+	if (!pe_signed) {
+		r = 0; /* not PE, or unsigned: no signer */
 		goto out;
 	}
 	if (clen > FWIMAGE_CERT_MAX)

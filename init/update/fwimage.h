@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "update/fwnote.h"
+
 #define FWIMAGE_DIR         "firmware"       /* under the state dir */
 #define FWIMAGE_SUFFIX      ".efi"
 #define FWIMAGE_VERSION_MAX 64               /* characters, [A-Za-z0-9._+-] */
@@ -27,6 +29,7 @@ struct fwimage_info {
 	char version[FWIMAGE_VERSION_MAX + 1];
 	bool is_signed;                          /* a PKCS#7 signature is attached */
 	char signed_by[FWIMAGE_SIGNER_MAX + 1];  /* its signer's subject CN, "" when not found */
+	struct fwnote note;                      /* note.present false: an image without one */
 };
 
 /* [A-Za-z0-9._+-]{1,64}, not starting with '.' (no hidden or temporary names). */
@@ -66,9 +69,10 @@ int fwimage_security_dir(const uint8_t *head, size_t len, uint64_t file_size, ui
 int fwimage_signer_cn(const uint8_t *certs, size_t len, char *out, size_t outlen);
 
 /* All of the above on an image file of size bytes (pread: the fd's offset
- * is left alone). 0, or a negative errno with a sentence in err (an image
- * without a valid version is refused; a malformed signature reads as
- * signed with an unknown signer). */
+ * is left alone), and its firmware note (fwnote.h). 0, or a negative errno
+ * with a sentence in err (an image without a valid version is refused, so is
+ * one whose note does not parse or names another version; a malformed
+ * signature reads as signed with an unknown signer). */
 int fwimage_inspect(int fd, uint64_t size, struct fwimage_info *info, char *err, size_t errlen);
 
 /* For `update image=VERSION`: the stored image of that version,

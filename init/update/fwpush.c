@@ -1,5 +1,6 @@
 /* Firmware delivery into <state_dir>/firmware/ (fwpush.h). */
 #include "update/fwpush.h"
+#include "pid1/cmdline.h"
 #include "pid1/errtext.h"
 #include "update/kabi.h"
 
@@ -478,6 +479,20 @@ static int write_abi(const char *image_path, char *err, size_t errlen)
 	return r;
 }
 
+/* The note's words (fwnote.h), null for an image without one. */
+static json_object *note_json(const struct fwnote *n)
+{
+	json_object *o;
+
+	if (!n->present)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "cmdline", json_object_new_string(n->cmdline));
+	json_object_object_add(o, "kernel_abi", n->kernel_abi[0] ? json_object_new_string(n->kernel_abi) : NULL);
+	json_object_object_add(o, "qemu", n->qemu[0] ? json_object_new_string(n->qemu) : NULL);
+	return o;
+}
+
 int fwpush_end(uint64_t owner, uint64_t handle, json_object **ret, char *err, size_t errlen)
 {
 	struct fwimage_info info;
@@ -551,6 +566,7 @@ int fwpush_end(uint64_t owner, uint64_t handle, json_object **ret, char *err, si
 	json_object_object_add(o, "sha256", json_object_new_string(got));
 	json_object_object_add(o, "signed", json_object_new_boolean(info.is_signed));
 	json_object_object_add(o, "signed_by", info.signed_by[0] ? json_object_new_string(info.signed_by) : NULL);
+	json_object_object_add(o, "note", note_json(&info.note));
 	json_object_object_add(o, "removed", retention(P.dir, info.version));
 	*ret = o;
 	return 0;
@@ -637,6 +653,7 @@ static json_object *image_json(const char *dir, const struct stored *s)
 	json_object_object_add(o, "sha256", r == 0 ? json_object_new_string(hex) : NULL);
 	json_object_object_add(o, "signed", json_object_new_boolean(r == 0 && info.is_signed));
 	json_object_object_add(o, "signed_by", r == 0 && info.signed_by[0] ? json_object_new_string(info.signed_by) : NULL);
+	json_object_object_add(o, "note", r == 0 ? note_json(&info.note) : NULL);
 	json_object_object_add(o, "mtime", json_object_new_int64((int64_t)s->mtime.tv_sec));
 	if (r < 0)
 		json_object_object_add(o, "error", json_object_new_string(e));
@@ -647,7 +664,7 @@ json_object *fwpush_status_json(const char *state_dir)
 {
 	static struct stored v[STORE_SCAN_MAX];
 	json_object *o = json_object_new_object(), *imgs = json_object_new_array(), *run = json_object_new_object();
-	char dir[4200], running[FWIMAGE_VERSION_MAX + 1];
+	char dir[4200], running[FWIMAGE_VERSION_MAX + 1], line[4096];
 	size_t n;
 
 	snprintf(dir, sizeof(dir), "%s/" FWIMAGE_DIR, state_dir);
@@ -656,6 +673,14 @@ json_object *fwpush_status_json(const char *state_dir)
 		json_object_array_add(imgs, image_json(dir, &v[i]));
 	json_object_object_add(run, "version", fwpush_running_version(running, sizeof(running)) == 0
 						       ? json_object_new_string(running) : NULL);
+	/* The firmware's own command line (built into its kernel) and what
+	 * this boot added to it: the part a kexec into an image keeps. */
+	json_object_object_add(run, "cmdline", cmdline_read_firmware(line, sizeof(line)) == 0
+						       ? json_object_new_string(line) : NULL);
+	json_object_object_add(run, "cmdline_extra", cmdline_read_extra(line, sizeof(line)) == 0
+							     ? json_object_new_string(line) : NULL);
+	json_object_object_add(run, "kernel_cmdline", cmdline_read_raw(line, sizeof(line)) == 0
+							      ? json_object_new_string(line) : NULL);
 	json_object_object_add(o, "dir", json_object_new_string(dir));
 	json_object_object_add(o, "keep", json_object_new_int(FWPUSH_KEEP));
 	json_object_object_add(o, "running", run);

@@ -261,3 +261,57 @@ int preflight_check(const struct preflight *p, enum preflight_mode *ret_mode, ch
 	*ret_mode = PREFLIGHT_LUO;
 	return 0;
 }
+
+/* Digits into *v, at most 9 of them; the end in *end. */
+static int number(const char *s, const char **end, unsigned *v)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (i == 9)
+			return -EINVAL;
+		n = n * 10 + (unsigned)(s[i] - '0');
+	}
+	if (i == 0)
+		return -EINVAL;
+	*v = n;
+	*end = s + i;
+	return 0;
+}
+
+int preflight_qemu_version(const char *s, unsigned *major, unsigned *minor)
+{
+	const char *p;
+	unsigned micro;
+
+	if (!s || number(s, &p, major) < 0 || *p != '.' || number(p + 1, &p, minor) < 0)
+		return -EINVAL;
+	if (*p == '.' && number(p + 1, &p, &micro) < 0)
+		return -EINVAL;
+	return *p ? -EINVAL : 0;
+}
+
+int preflight_machine_version(const char *machine, unsigned *major, unsigned *minor)
+{
+	const char *dash = machine ? strrchr(machine, '-') : NULL, *p;
+
+	if (!dash || number(dash + 1, &p, major) < 0 || *p != '.' || number(p + 1, &p, minor) < 0 || *p)
+		return -ENOENT;
+	return 0;
+}
+
+int preflight_qemu_machine(const char *vm, const char *machine, const char *target_qemu,
+			   const char *image, char *err, size_t errlen)
+{
+	unsigned qmaj, qmin, mmaj, mmin;
+
+	if (!target_qemu || preflight_qemu_version(target_qemu, &qmaj, &qmin) < 0 ||
+	    preflight_machine_version(machine, &mmaj, &mmin) < 0)
+		return 0;
+	if (qmaj > mmaj || (qmaj == mmaj && qmin >= mmin))
+		return 0;
+	snprintf(err, errlen, "%s runs on machine %s, which firmware %s's QEMU %s does not have (its newest is "
+		 "%u.%u): the guest could not be restored there", vm, machine, image, target_qemu, qmaj, qmin);
+	return -EPROTO;
+}

@@ -37,6 +37,21 @@ struct preflight {
 int preflight_check(const struct preflight *p, enum preflight_mode *ret_mode, char *reason,
 		    size_t reasonlen, char *err, size_t errlen);
 
+/* "10.0.13", "9.2" (QEMU's version): MAJOR.MINOR[.MICRO], digits only. 0 or
+ * -EINVAL. */
+int preflight_qemu_version(const char *s, unsigned *major, unsigned *minor);
+/* The QEMU release a versioned machine type belongs to: "pc-q35-10.0" and
+ * "pc-i440fx-2.12" end in "-MAJOR.MINOR". 0, or -ENOENT for a machine
+ * without one (microvm, none: every QEMU has those). */
+int preflight_machine_version(const char *machine, unsigned *major, unsigned *minor);
+/* Can a target firmware's QEMU (its version, "" when its image does not say)
+ * restore a guest saved on machine (as its QEMU resolved it)? A QEMU has the
+ * machine types of its own release and older ones, never newer: a guest on
+ * pc-q35-10.0 cannot be restored by QEMU 9.2. 0 (also when either version is
+ * unknown), or -EPROTO with err naming vm, its machine and both versions. */
+int preflight_qemu_machine(const char *vm, const char *machine, const char *target_qemu,
+			   const char *image, char *err, size_t errlen);
+
 /* A boolean early parameter as the kernel reads it (kstrtobool: y/Y/1/t/T/e/E
  * or on: true; n/N/0/f/F/d/D or off: false; anything else, or no "=", is
  * ignored; the last valid one wins; nothing after "--"). */

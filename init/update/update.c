@@ -58,8 +58,11 @@ struct pvm {                    /* one VM going through the update */
 };
 
 struct target {                 /* the kernel the update goes to */
-	const char *kernel, *initrd, *cmdline;
+	const char *kernel, *initrd;
+	const char *cmdline;        /* what kexec_file_load passes */
+	const char *effective;      /* what the target kernel will see: an image's own line first */
 	const char *image;          /* a firmware image's VERSION, or NULL */
+	struct fwimage_info info;   /* the image's: its note says its command line, ABI and QEMU */
 	enum preflight_mode mode;   /* as asked: auto, luo or full-ram */
 };
 
@@ -130,14 +133,38 @@ const char *update_sig_verdict(int r)
 	}
 }
 
+/* What a firmware image says of itself: its version and note, read from its
+ * own bytes (the kernel checks that they are signed when it loads it). */
+static int inspect_image(struct target *t, char *err, size_t errlen)
+{
+	char why[256];
+	struct stat st;
+	int fd, r;
+
+	fd = open(t->kernel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "firmware %s (%s): %s", t->image, t->kernel, strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	r = fwimage_inspect(fd, (uint64_t)st.st_size, &t->info, why, sizeof(why));
+	close(fd);
+	if (r < 0)
+		snprintf(err, errlen, "firmware %s (%s): %s", t->image, t->kernel, why);
+	return r;
+}
+
 /* Everything that refuses the request before anything is touched. */
 static int check_request(const struct update_ctx *c, const struct update_req *req, const struct fault **ret_fault,
 			 struct target *t, char *err, size_t errlen)
 {
-	static char cmdbuf[4096];
+	static char cmdbuf[4096], effbuf[FWNOTE_CMDLINE_MAX + 4096];
 	int r;
 
 	*ret_fault = NULL;
+	memset(t, 0, sizeof(*t));
 	if (req->fault) {
 		if (!c->test_faults) {
 			snprintf(err, errlen, "fault=%.64s: fault injection is a test switch, off unless the kernel "
@@ -207,12 +234,28 @@ static int check_request(const struct update_ctx *c, const struct update_req *re
 	if ((r = check_file(t->image ? "firmware image" : "kernel", t->kernel, err, errlen)) < 0 ||
 	    (t->initrd && (r = check_file("initrd", t->initrd, err, errlen)) < 0))
 		return r;
+	if (t->image && (r = inspect_image(t, err, errlen)) < 0)
+		return r;
+	/* A firmware image with its own command line built in gets what this
+	 * boot added to ours, not ours again (that would override its own). */
 	if (!t->cmdline) {
-		if ((r = cmdline_read_raw(cmdbuf, sizeof(cmdbuf))) < 0) {
+		r = t->info.note.cmdline[0] ? cmdline_read_extra(cmdbuf, sizeof(cmdbuf))
+					    : cmdline_read_raw(cmdbuf, sizeof(cmdbuf));
+		if (r < 0) {
 			snprintf(err, errlen, "/proc/cmdline: %s", strerror(-r));
 			return r;
 		}
 		t->cmdline = cmdbuf;
+	}
+	t->effective = t->cmdline;
+	if (t->info.note.cmdline[0]) {
+		if ((size_t)snprintf(effbuf, sizeof(effbuf), "%s%s%s", t->info.note.cmdline, t->cmdline[0] ? " " : "",
+				     t->cmdline) >= FWNOTE_CMDLINE_MAX) {
+			snprintf(err, errlen, "firmware %s's command line and cmdline=%.80s together exceed the "
+				 "kernel's %d bytes", t->image, t->cmdline, FWNOTE_CMDLINE_MAX - 1);
+			return -E2BIG;
+		}
+		t->effective = effbuf;
 	}
 	return 0;
 }
@@ -252,6 +295,26 @@ static int check_headroom(const struct update_ctx *c, char *err, size_t errlen)
 	return headroom_check(HEADROOM_MEMINFO, fds, names, n, NULL, err, errlen);
 }
 
+/* Can the target firmware's QEMU run every guest's machine? Asked of each
+ * QEMU now: the manifest will record the same resolved name. */
+static int check_target_qemu(const struct update_ctx *c, const struct target *t, char *err, size_t errlen)
+{
+	char machine[64], cpu[64], why[256];
+
+	if (!t->info.note.qemu[0])
+		return 0;
+	for (size_t i = 0; i < c->n_vms; i++) {
+		struct vm *vm = c->vms[i];
+		if (vm_state(vm) != VM_RUNNING)
+			continue;
+		if (vm_resolve_names(vm, machine, sizeof(machine), cpu, sizeof(cpu), why, sizeof(why)) < 0)
+			log_warn("%s: %s; its machine is checked as configured", vm_name(vm), why);
+		if (preflight_qemu_machine(vm_name(vm), machine, t->info.note.qemu, t->image, err, errlen) < 0)
+			return -EPROTO;
+	}
+	return 0;
+}
+
 /* Can the target kernel take these VMs? Checked before anything is loaded
  * or pinned: an initramfs (else luoinit never runs again), and for LUO the
  * switches on its command line, the same live-update ABI as ours and memory
@@ -266,9 +329,15 @@ static int step_check_target(const struct update_ctx *c, const struct target *t,
 	int r;
 
 	kabi_running(KABI_RUNNING_PATH, &running);
-	kabi_target(t->kernel, &target);
+	/* An image's note is signed with it; a sidecar (KERNEL.abi) is not. */
+	if (t->info.note.kernel_abi[0])
+		kabi_parse(t->info.note.kernel_abi, &target);
+	else
+		kabi_target(t->kernel, &target);
+	if ((r = check_target_qemu(c, t, err, errlen)) < 0)
+		return r;
 	{
-		struct preflight pf = { .kernel = t->kernel, .initrd = t->initrd, .cmdline = t->cmdline,
+		struct preflight pf = { .kernel = t->kernel, .initrd = t->initrd, .cmdline = t->effective,
 					.builtin_initramfs = t->image != NULL,
 					.mode = t->mode, .luo_available = U.devfd >= 0,
 					.running = &running, .target = &target,

@@ -15,6 +15,7 @@ full, cut halfway once, then whole.
 """
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -37,6 +38,47 @@ def image_version(path):
     off = struct.unpack_from("<H", data, 0x20E)[0] + 0x200
     s = data[off:data.index(b"\0", off)].decode()
     return s.split("#", 1)[1].split()[0]
+
+
+def note_text(data):
+    """The firmware note's text and where it starts (init/update/fwnote.h)."""
+    i = data.rindex(b"LUOINIT-NOTE")
+    n = int.from_bytes(data[i + 12:i + 16], "little")
+    return data[i - n:i].decode(), i - n
+
+
+def note(path):
+    text, _ = note_text(open(path, "rb").read())
+    lines = text.splitlines()
+    assert lines[0] == "luoinit-firmware-note 1", text
+    return dict(ln.split("=", 1) for ln in lines[1:] if ln)
+
+
+def renote(src, dst, change, tmp, sign=True):
+    """src with its note's text changed by change(text); signed again with
+    the build's key (sign), or with its signature kept as it was."""
+    data = open(src, "rb").read()
+    if sign:
+        plain = os.path.join(tmp, "renote.plain")
+        shutil.copyfile(src, plain)
+        subprocess.run(["sbattach", "--remove", plain], check=True, capture_output=True)
+        data = open(plain, "rb").read()
+    text, at = note_text(data)
+    new = change(text)
+    assert new != text
+    if sign:
+        body = data[:at]
+        pad = (8 - (len(body) + len(new) + 16) % 8) % 8
+        out = body + b"\0" * pad + new.encode() + b"LUOINIT-NOTE" + len(new).to_bytes(4, "little")
+    else:
+        assert len(new) == len(text)
+        out = data[:at] + new.encode() + data[at + len(text):]
+    with open(dst, "wb") as f:
+        f.write(out)
+    if sign:
+        subprocess.run(["sbsign", "--key", os.path.join(TOP, "build/keys/firmware.key"),
+                        "--cert", os.path.join(TOP, "build/keys/firmware.crt"), "--output", dst, dst],
+                       check=True, capture_output=True)
 
 
 def ext4_free(img):
@@ -93,11 +135,17 @@ def fw():
     v1 = image_version(FIRMWARE)
     v2 = (v1 + "-two")[-64:]
     img2 = os.path.join(tmp, "two.efi")
-    # A second image of the same tree: another version, same key.
-    make_image(f"VERSION={v2}", f"IMAGE_OUT={img2}")
+    # A second image of the same tree: another version, same key, and a
+    # command line of its own (fwtag.two=1: a dotted word the kernel ignores).
+    with open(os.path.join(BB, "firmware-cmdline")) as f:
+        cmdline1 = f.read().strip()
+    make_image(f"VERSION={v2}", f"IMAGE_OUT={img2}", f"FIRMWARE_CMDLINE={cmdline1} fwtag.two=1",
+               f"FIRMWARE_CMDLINE_FILE={tmp}/cmdline-two", f"INITRAMFS_CPIO={tmp}/initramfs-two.cpio")
     assert image_version(img2) == v2
+    assert note(img2)["cmdline"] == cmdline1 + " fwtag.two=1" and note(FIRMWARE)["cmdline"] == cmdline1
     abi = os.path.join(BB, "bzImage.abi")
-    # v2 is pushed over the management port (test_push_...).
+    # v2 is pushed over the management port (test_push_...). v1 goes
+    # without a .abi beside it: its note says its ABI.
     files = {f"/firmware/{v1}.efi": FIRMWARE}
     # Two old images (copies of the first) on a nearly full /state.
     files["/firmware/old-a.efi"] = FIRMWARE
@@ -109,6 +157,15 @@ def fw():
     with open(bad, "wb") as f:
         f.write(data)
     files["/firmware/tampered.efi"] = bad
+    # One byte of the note changed (its command line): the signature covers it.
+    notebad = os.path.join(tmp, "notetampered.efi")
+    renote(img2, notebad, lambda t: t.replace("fwtag.two=1", "fwtag.two=2"), tmp, sign=False)
+    files["/firmware/notetampered.efi"] = notebad
+    # Signed right, but its note says its QEMU is 9.2.0: vm0's pc-q35-10.0
+    # could not be restored there.
+    oldqemu = os.path.join(tmp, "oldqemu.efi")
+    renote(img2, oldqemu, lambda t: re.sub(r"(?m)^qemu=.*$", "qemu=9.2.0", t), tmp)
+    files["/firmware/oldqemu.efi"] = oldqemu
     # The same kernel signed by a key the kernel does not trust.
     key, crt = os.path.join(tmp, "other.key"), os.path.join(tmp, "other.crt")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
@@ -122,15 +179,19 @@ def fw():
                    check=True, capture_output=True)
     files["/firmware/otherkey.efi"] = other
     files["/firmware/unsigned.efi"] = unsigned
-    # The live-update ABI of each beside it (kabi_target reads KERNEL.abi).
+    # The live-update ABI beside the others, as before notes (kabi_target
+    # reads KERNEL.abi when an image has none).
     for dest in list(files):
-        files[dest + ".abi"] = abi
+        if dest != f"/firmware/{v1}.efi":
+            files[dest + ".abi"] = abi
     a = new_appliance("luoinit-fw-")
     debugfs_mkdir_put(a.state, files, a.dir)
     # Room for half of v2 past the margin: the push is refused until one
     # old image goes.
     debugfs_fill(a.state, os.path.getsize(img2) // 2, a.dir)
-    a.append = ""
+    # A word of this boot's own: a kexec into an image keeps it after the
+    # image's built-in line.
+    a.append = "fwtag.boot=1"
     start(a)
     a.v1, a.v2, a.img2 = v1, v2, img2
     yield a
@@ -150,6 +211,7 @@ def test_boots_the_firmware_image(fw):
     ("tampered", "its signature does not verify against the trusted keys (EKEYREJECTED)"),
     ("otherkey", "not signed by a key the kernel trusts (ENOKEY)"),
     ("unsigned", "no signature"),
+    ("notetampered", "its signature does not verify against the trusted keys (EKEYREJECTED)"),
 ])
 def test_refused_and_every_vm_keeps_running(fw, name, verdict):
     before = status(fw)
@@ -162,6 +224,20 @@ def test_refused_and_every_vm_keeps_running(fw, name, verdict):
     assert st["boot_id"] == before["boot_id"], "the host must not have changed kernel"
     assert vm0(st)["state"] == "running" and vm0(st)["pid"] == vm0(before)["pid"], st
     assert st["firmware"]["running"]["version"] == fw.v1
+    assert_continued(fw, b0)
+
+
+def test_refused_for_a_qemu_that_lacks_the_guests_machine(fw):
+    """An image signed right whose note says its QEMU is 9.2.0: vm0 runs on
+    pc-q35-10.0, which that QEMU does not have; refused before anything is
+    loaded, in words, every VM running on."""
+    before, b0 = status(fw), beats(fw)
+    with pytest.raises(RuntimeError) as e:
+        fw.ctl("update", "image=oldqemu", timeout=120)
+    msg = str(e.value)
+    assert "vm0 runs on machine pc-q35-10.0, which firmware oldqemu's QEMU 9.2.0 does not have" in msg, msg
+    st = status(fw)
+    assert st["boot_id"] == before["boot_id"] and vm0(st)["pid"] == vm0(before)["pid"], st
     assert_continued(fw, b0)
 
 
@@ -231,11 +307,21 @@ def test_push_into_a_nearly_full_state_then_cut_then_whole(fw):
 
 def test_update_to_another_image_and_back(fw):
     assert f"{fw.v2}.efi" in stored(fw), "the push test stores it"
+    imgs = stored(fw)
+    assert imgs[f"{fw.v2}.efi"]["note"]["cmdline"].endswith(" fwtag.two=1"), imgs
+    assert imgs[f"{fw.v2}.efi"]["note"]["qemu"] == vm0(status(fw))["qemu_version"], imgs
     for version in (fw.v2, fw.v1):
         before, b0, rep, st = live_update(fw, f"image={version}")
         assert rep.get("mode") == "luo" and rep.get("image") == version, rep
         assert st["boot_id"] != before["boot_id"]
-        assert st["firmware"]["running"]["version"] == version, st["firmware"]
+        run = st["firmware"]["running"]
+        assert run["version"] == version, st["firmware"]
+        # The image's own command line, then this boot's word once (not the
+        # old image's line again).
+        own = imgs[f"{version}.efi"]["note"]["cmdline"]
+        assert run["cmdline"] == own and run["cmdline_extra"] == "fwtag.boot=1", run
+        assert run["kernel_cmdline"].strip() == own + " fwtag.boot=1", run
+        assert ("fwtag.two=1" in run["kernel_cmdline"]) == (version == fw.v2), run
         assert st.get("last_update_error") is None, st
         assert vm0(st)["last_update"]["mode"] == "luo"
         assert_continued(fw, b0)

@@ -210,6 +210,38 @@ static void test_read(void **state)
 	assert_int_equal(cmdline_read_raw(small, 0), -EINVAL);
 }
 
+/* What a kexec into a firmware image keeps of this boot's command line. */
+static void test_extra(void **state)
+{
+	const char *B = "console=ttyS0 liveupdate=on kho=on panic=10";
+	char out[256];
+
+	(void)state;
+	/* The kernel glued "B" + " " + the boot loader's. */
+	cmdline_extra(B, "console=ttyS0 liveupdate=on kho=on panic=10 panic=0 luoinit.test_faults=1", out, sizeof(out));
+	assert_string_equal(out, "panic=0 luoinit.test_faults=1");
+	/* Nothing added (a trailing space from the kernel's glue), or just B. */
+	cmdline_extra(B, "console=ttyS0 liveupdate=on kho=on panic=10 ", out, sizeof(out));
+	assert_string_equal(out, "");
+	cmdline_extra(B, B, out, sizeof(out));
+	assert_string_equal(out, "");
+	/* Not B's words: a kernel without it built in, booted with another line. */
+	cmdline_extra(B, "console=ttyS0 liveupdate=on kho=on panic=100", out, sizeof(out));
+	assert_string_equal(out, "console=ttyS0 liveupdate=on kho=on panic=100");
+	cmdline_extra(B, "root=/dev/vda", out, sizeof(out));
+	assert_string_equal(out, "root=/dev/vda");
+	/* No firmware line: everything; blanks around trimmed. */
+	cmdline_extra("", "  a=b c  ", out, sizeof(out));
+	assert_string_equal(out, "a=b c");
+	cmdline_extra(NULL, "a=b", out, sizeof(out));
+	assert_string_equal(out, "a=b");
+	cmdline_extra(" a=b ", "a=b x", out, sizeof(out));
+	assert_string_equal(out, "x");
+	/* Cut to the buffer, terminated. */
+	cmdline_extra(B, "console=ttyS0 liveupdate=on kho=on panic=10 abcdefghij", out, 5);
+	assert_string_equal(out, "abcd");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_watchdog),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_extra),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -436,6 +436,52 @@ static void test_inspect(void **state)
 	close(fd);
 }
 
+/* A signed image with a firmware note between its bzImage and its signature:
+ * the note is read; one naming another version than the kernel refuses the
+ * image; one that does not parse likewise. */
+static void test_inspect_note(void **state)
+{
+	static uint8_t b[IMG_SIZE + 8192];
+	const char *texts[] = {
+		"luoinit-firmware-note 1\nversion=v9\ncmdline=console=ttyS0\nqemu=10.0.13\n",
+		"luoinit-firmware-note 1\nversion=v8\n",
+		"luoinit-firmware-note 1\nversion v9\n",
+	};
+	char path[] = "/tmp/luoinit-fw-XXXXXX", err[256];
+	struct fwimage_info info;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		size_t tl = strlen(texts[i]), at = IMG_SIZE, n;
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		unlink(path);
+		memcpy(b + at, texts[i], tl);
+		at += tl;
+		memcpy(b + at, FWNOTE_MAGIC, FWNOTE_MAGIC_LEN);
+		put32(b + at + FWNOTE_MAGIC_LEN, (uint32_t)tl);
+		at += FWNOTE_FOOTER_LEN;
+		n = pkcs7(b + at, "Root CA", 2);
+		craft_pe(b, IMG_SIZE, (uint32_t)at, (uint32_t)n);
+		assert_int_equal(write(fd, b, at + n), (ssize_t)(at + n));
+		err[0] = 0;
+		int r = fwimage_inspect(fd, at + n, &info, err, sizeof(err));
+		if (i == 0) {
+			assert_int_equal(r, 0);
+			assert_true(info.note.present);
+			assert_string_equal(info.note.cmdline, "console=ttyS0");
+			assert_string_equal(info.note.qemu, "10.0.13");
+			assert_string_equal(info.signed_by, "Image Signer");
+		} else {
+			assert_int_equal(r, -EINVAL);
+			assert_non_null(strstr(err, i == 1 ? "note names version \"v8\", its kernel \"v9\""
+							  : "expected key=value"));
+		}
+		close(fd);
+		strcpy(path, "/tmp/luoinit-fw-XXXXXX");
+	}
+}
+
 /* --- the push: framing and bounds, on a real directory --- */
 
 static char dir[64];
@@ -615,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_signer_cn),
 		cmocka_unit_test(test_security_dir),
 		cmocka_unit_test(test_inspect),
+		cmocka_unit_test(test_inspect_note),
 		cmocka_unit_test_setup_teardown(test_push_framing, push_setup, push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_refusals, push_setup, push_teardown),
 	};

@@ -260,6 +260,46 @@ static void test_mode_names(void **state)
 	assert_string_equal(preflight_mode_name(PREFLIGHT_AUTO), "auto");
 }
 
+/* A firmware's QEMU and the machine each guest runs on. */
+static void test_qemu_machine(void **state)
+{
+	unsigned a, b;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(preflight_qemu_version("10.0.13", &a, &b), 0);
+	assert_int_equal(a, 10);
+	assert_int_equal(b, 0);
+	assert_int_equal(preflight_qemu_version("9.2", &a, &b), 0);
+	assert_int_equal(b, 2);
+	const char *badv[] = { "", "10", "10.", "10.0.", "v10.0", "10.0.1.2", "10.0-rc1", "1234567890.0" };
+	for (size_t i = 0; i < sizeof(badv) / sizeof(badv[0]); i++)
+		assert_int_equal(preflight_qemu_version(badv[i], &a, &b), -EINVAL);
+	assert_int_equal(preflight_machine_version("pc-q35-10.0", &a, &b), 0);
+	assert_int_equal(a * 100 + b, 1000);
+	assert_int_equal(preflight_machine_version("pc-i440fx-2.12", &a, &b), 0);
+	assert_int_equal(a * 100 + b, 212);
+	const char *unversioned[] = { "microvm", "none", "q35", "pc-q35-10", "pc-q35-10.0.1", "x-10.0y", "", NULL };
+	for (size_t i = 0; i < sizeof(unversioned) / sizeof(unversioned[0]); i++)
+		assert_int_equal(preflight_machine_version(unversioned[i], &a, &b), -ENOENT);
+
+	/* Same release, newer, much newer: fine. */
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-10.0", "10.0.13", "v2", err, sizeof(err)), 0);
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-10.0", "10.1.0", "v2", err, sizeof(err)), 0);
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-9.2", "11.0.0", "v2", err, sizeof(err)), 0);
+	/* An older QEMU than the machine: refused, with what and why. */
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-10.0", "9.2.0", "v2", err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "vm0 runs on machine pc-q35-10.0, which firmware v2's QEMU 9.2.0 does not have"));
+	assert_int_equal(preflight_qemu_machine("vm1", "pc-i440fx-10.1", "10.0.13", "v3", err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "its newest is 10.0"));
+	/* An older QEMU, but the guest's machine is older still: fine. */
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-8.2", "9.2.0", "v2", err, sizeof(err)), 0);
+	/* Unknown on either side: no verdict (an image without a note). */
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-10.0", "", "v2", err, sizeof(err)), 0);
+	assert_int_equal(preflight_qemu_machine("vm0", "pc-q35-10.0", NULL, "v2", err, sizeof(err)), 0);
+	assert_int_equal(preflight_qemu_machine("vm0", "microvm", "1.0.0", "v2", err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_abi),
 		cmocka_unit_test(test_no_luo_now),
 		cmocka_unit_test(test_mode_names),
+		cmocka_unit_test(test_qemu_machine),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
