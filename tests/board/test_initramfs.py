@@ -44,7 +44,8 @@ def build(out, compress="none", epoch=None, qemu=QEMU):
         "--config", os.path.join(TOP, "board", BOARD, "initramfs-vmconf.json"),
         "--modules-list", os.path.join(TOP, "board", BOARD, "modules"),
         "--qemu", qemu, "--compress", compress,
-        "--kernel-abi", os.path.join(BB, "bzImage.abi")], check=True, env=env, cwd=TOP)
+        "--kernel-abi", os.path.join(BB, "bzImage.abi"),
+        "--cmdline", os.path.join(BB, "firmware-cmdline")], check=True, env=env, cwd=TOP)
     return rel
 
 
@@ -117,6 +118,7 @@ def test_listing_has_init_qemu_libs_modules(two_builds):
         assert d in names, d
     assert "etc/luoinit/vmconf.json" in names
     assert "etc/luoinit/modules" in names
+    assert "etc/luoinit/kernel-abi" in names and "etc/luoinit/cmdline" in names
     assert f"usr/lib/modules/{rel}/modules.dep" in names
     # Our relocatable QEMU at /usr/bin reads its firmware from /usr/share/qemu.
     for fw in ("bios-256k.bin", "kvmvapic.bin", "multiboot_dma.bin", "linuxboot_dma.bin", "pvh.bin"):
