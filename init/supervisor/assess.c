@@ -167,6 +167,17 @@ static void entry_options(const char *image, char *out, size_t len)
 		out[0] = '\0';
 }
 
+/* Entries and images the ESP no longer needs (bootentry_prune), logged. */
+static void prune(const char *keep_id)
+{
+	char removed[8][FWIMAGE_VERSION_MAX + 1];
+	int r = bootentry_prune(ESP_DIR, keep_id, removed, 8);
+
+	for (int i = 0; i < r && i < 8; i++)
+		log_info("boot assessment: removed the entry and image of %s from the ESP (keeping %s and its "
+			 "fallback)", removed[i], keep_id);
+}
+
 static void assess(struct sup *s)
 {
 	static struct bootentry v[BOOTENTRY_MAX];
@@ -203,6 +214,9 @@ static void assess(struct sup *s)
 			(void)esp_remount(false);
 			return;
 		}
+		/* Room for it first: what a cold boot takes now stays, and its fallback. */
+		if ((e = bootentry_default(v, n)))
+			prune(e->id);
 		entry_options(image, options, sizeof(options));
 		r = bootentry_install(ESP_DIR, image, running, options, BOOTENTRY_TRIES, &added, err, sizeof(err));
 		if (r < 0) {
@@ -222,6 +236,7 @@ static void assess(struct sup *s)
 	} else {
 		snprintf(A.result, sizeof(A.result), "%s marked good", e->id);
 		log_info("boot assessment: every VM runs; %s", A.result);
+		prune(e->id);
 	}
 	(void)esp_remount(false);
 }
@@ -276,6 +291,13 @@ int sup_assess_install(const struct sup *s, const char *version, json_object **r
 	if (esp_remount(true) < 0) {
 		snprintf(err, errlen, "%s could not be made writable", ESP_DIR);
 		return -EIO;
+	}
+	{
+		char running[FWIMAGE_VERSION_MAX + 1];
+		const struct bootentry *e = fwpush_running_version(running, sizeof(running)) == 0
+						    ? bootentry_running(v, n, A.selected, running) : NULL;
+		if (e) /* room for it: the running entry stays, and its fallback */
+			prune(e->id);
 	}
 	r = bootentry_install(ESP_DIR, image, version, options, BOOTENTRY_TRIES, &added, err, errlen);
 	(void)esp_remount(false);

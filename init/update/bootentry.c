@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,79 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
 		return r;
 	}
 	return bootentry_parse(name, ret);
+}
+
+static bool kept_version(const struct bootentry *v, size_t n, const bool *keep, const char *version)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keep[i] && strcmp(v[i].version, version) == 0)
+			return true;
+	return false;
+}
+
+int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAGE_VERSION_MAX + 1], size_t max)
+{
+	static struct bootentry v[BOOTENTRY_MAX];
+	bool keep[BOOTENTRY_MAX] = { false }, fallback = false;
+	char dir[4200], idir[4200], path[4400];
+	const struct bootentry *k = NULL;
+	size_t n, gone = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/" BOOTENTRY_DIR, esp);
+	snprintf(idir, sizeof(idir), "%s/" BOOTENTRY_IMAGES, esp);
+	n = bootentry_scan(dir, v, BOOTENTRY_MAX);
+	if (n == BOOTENTRY_MAX)
+		return 0; /* maybe more than we looked at: their images must stay */
+	for (size_t i = 0; i < n && keep_id; i++)
+		if (strcmp(v[i].id, keep_id) == 0)
+			k = &v[i];
+	if (!k)
+		return 0;
+	/* Newest generation first among the older good ones: the fallback. */
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].gen >= k->gen)
+			keep[i] = true;
+		else if (v[i].tries_left < 0 && !fallback)
+			keep[i] = fallback = true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, v[i].file);
+		if (unlink(path) < 0 && errno != ENOENT)
+			continue;
+		if (gone < max)
+			snprintf(removed[gone], sizeof(removed[gone]), "%s", v[i].version);
+		gone++;
+	}
+	(void)fsync_dir(dir);
+	/* Images no kept entry boots; temporary copies a power cut left. */
+	if (!(d = opendir(idir)))
+		return (int)gone;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name), sl = strlen(FWIMAGE_SUFFIX);
+		char version[FWIMAGE_VERSION_MAX + 1];
+
+		if (de->d_name[0] == '.' || l <= sl || strcmp(de->d_name + l - sl, FWIMAGE_SUFFIX) != 0 ||
+		    l - sl > FWIMAGE_VERSION_MAX) {
+			if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
+				snprintf(path, sizeof(path), "%s/%s", idir, de->d_name);
+				(void)unlink(path);
+			}
+			continue;
+		}
+		memcpy(version, de->d_name, l - sl);
+		version[l - sl] = '\0';
+		if (kept_version(v, n, keep, version))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", idir, de->d_name);
+		(void)unlink(path);
+	}
+	closedir(d);
+	(void)fsync_dir(idir);
+	return (int)gone;
 }
 
 static void attempt_path(const char *state_dir, char *out, size_t len)

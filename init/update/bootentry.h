@@ -53,6 +53,15 @@ int bootentry_mark_good(const char *dir, const struct bootentry *e);
 int bootentry_install(const char *esp, const char *image, const char *version, const char *options, int tries,
 		      struct bootentry *ret, char *err, size_t errlen);
 
+/* The ESP never fills up: of the entries in <esp>/loader/entries, keep
+ * keep_id's (the running or the default entry), every newer one (on trial,
+ * or bad: status names those), and the newest good one older than it (the
+ * fallback should keep_id's go bad); remove the others, then every image in
+ * <esp>/EFI/luoinit that no kept entry names. keep_id not found: nothing is
+ * removed. Removed entries' versions go into removed (up to max), how many
+ * were removed is returned (or a negative errno: nothing was scanned). */
+int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAGE_VERSION_MAX + 1], size_t max);
+
 /* The live update into a firmware image under way: the old init writes
  * <state_dir>/firmware/.live-update-into (the VERSION) with the manifest;
  * the new one removes it once every guest is back. Found on a cold boot,

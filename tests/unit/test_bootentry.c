@@ -177,6 +177,67 @@ static void test_install(void **state)
 	assert_int_equal(bootentry_scan(dir, v, 4), 2);
 }
 
+static int exists(const char *d, const char *name)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", d, name);
+	return access(p, F_OK) == 0;
+}
+
+static void test_prune(void **state)
+{
+	char idir[300], removed[8][FWIMAGE_VERSION_MAX + 1];
+
+	(void)state;
+	snprintf(idir, sizeof(idir), "%s/EFI/luoinit", root);
+	/* Five generations: 1 and 2 good (2 is the fallback), 3 on trial
+	 * from a run that never finished, 4 running (good), 5 bad (newer:
+	 * kept, status names it), 6 on trial for the next cold boot. */
+	touch(dir, "luoinit-0001-a.conf", "");
+	touch(dir, "luoinit-0002-b.conf", "");
+	touch(dir, "luoinit-0003-c+1-2.conf", "");
+	touch(dir, "luoinit-0004-d.conf", "");
+	touch(dir, "luoinit-0005-e+0-3.conf", "");
+	touch(dir, "luoinit-0006-f+3.conf", "");
+	touch(dir, "other.conf", ""); /* not ours: left alone */
+	for (const char *const *v = (const char *const[]){ "a", "b", "c", "d", "e", "f", "x", NULL }; *v; v++) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s.efi", *v);
+		touch(idir, name, "MZ");
+	}
+	touch(idir, "g.efi.tmp", "half"); /* a copy a power cut broke off */
+	/* An id that is not there: nothing removed. */
+	assert_int_equal(bootentry_prune(root, "luoinit-0009-z.conf", removed, 8), 0);
+	assert_true(exists(dir, "luoinit-0001-a.conf") && exists(idir, "x.efi"));
+	assert_int_equal(bootentry_prune(root, "luoinit-0004-d.conf", removed, 8), 2);
+	assert_string_equal(removed[0], "c"); /* systemd-boot's order: newest first */
+	assert_string_equal(removed[1], "a");
+	assert_false(exists(dir, "luoinit-0001-a.conf") || exists(dir, "luoinit-0003-c+1-2.conf"));
+	assert_true(exists(dir, "luoinit-0002-b.conf") && exists(dir, "luoinit-0004-d.conf") &&
+		    exists(dir, "luoinit-0005-e+0-3.conf") && exists(dir, "luoinit-0006-f+3.conf") &&
+		    exists(dir, "other.conf"));
+	assert_false(exists(idir, "a.efi") || exists(idir, "c.efi") || exists(idir, "x.efi") ||
+		     exists(idir, "g.efi.tmp"));
+	assert_true(exists(idir, "b.efi") && exists(idir, "d.efi") && exists(idir, "e.efi") && exists(idir, "f.efi"));
+	/* Again: nothing more to remove. */
+	assert_int_equal(bootentry_prune(root, "luoinit-0004-d.conf", removed, 8), 0);
+	/* Once 6 runs and is good, 4 is its fallback and 2 goes; 5 (bad, older
+	 * now) goes too. */
+	{
+		char from[600], to[600];
+		snprintf(from, sizeof(from), "%s/luoinit-0006-f+3.conf", dir);
+		snprintf(to, sizeof(to), "%s/luoinit-0006-f.conf", dir);
+		assert_int_equal(rename(from, to), 0);
+	}
+	assert_int_equal(bootentry_prune(root, "luoinit-0006-f.conf", removed, 1), 2);
+	assert_string_equal(removed[0], "b"); /* only max of them named */
+	assert_true(exists(dir, "luoinit-0004-d.conf") && exists(dir, "luoinit-0006-f.conf"));
+	assert_false(exists(dir, "luoinit-0002-b.conf") || exists(dir, "luoinit-0005-e+0-3.conf"));
+	assert_true(exists(idir, "d.efi") && exists(idir, "f.efi"));
+	assert_false(exists(idir, "b.efi") || exists(idir, "e.efi"));
+}
+
 static void test_attempt(void **state)
 {
 	char v[80], p[300];
@@ -226,6 +287,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_order_default_running, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_install, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bootparams, setup, teardown),
 	};
