@@ -34,6 +34,14 @@ def boot_of(st):
     return st["firmware"]["boot"]
 
 
+def esp_images(esp):
+    """The files in the ESP's EFI/luoinit."""
+    p = subprocess.run(["mdir", "-b", "-i", f"{esp}@@1048576", "::/EFI/luoinit"], capture_output=True,
+                       text=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    assert p.returncode == 0, p.stderr
+    return sorted(os.path.basename(x.strip()) for x in p.stdout.splitlines() if x.strip())
+
+
 def esp_entries(esp):
     """The entry files on the boot disk (mtools, the partition at 1 MiB)."""
     p = subprocess.run(["mdir", "-b", "-i", f"{esp}@@1048576", "::/loader/entries"], capture_output=True,
@@ -73,6 +81,14 @@ def uefi():
     a = new_appliance("luoinit-uefi-")
     a.esp = os.path.join(a.dir, "esp.img")
     subprocess.run(["cp", "--sparse=always", ESP, a.esp], check=True)
+    # Leftovers no entry boots (an old release's image, a copy a power cut
+    # broke off): marking an entry good removes them.
+    junk = os.path.join(tmp, "junk")
+    with open(junk, "wb") as f:
+        f.write(b"MZ" + b"\0" * 4096)
+    for name in ("stale.efi", "half.efi.tmp"):
+        subprocess.run(["mcopy", "-i", f"{a.esp}@@1048576", junk, f"::/EFI/luoinit/{name}"], check=True,
+                       env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     abi = os.path.join(BB, "bzImage.abi")
     debugfs_mkdir_put(a.state, {f"/firmware/{v2}.efi": img2, f"/firmware/{v2}.efi.abi": abi,
                                 f"/firmware/{hangs}.efi": img_hangs, f"/firmware/{hangs}.efi.abi": abi,
@@ -131,6 +147,8 @@ def test_update_into_a_second_firmware_becomes_the_default(uefi):
     # afresh (its RAM went with the power).
     stop(uefi)
     assert esp_entries(uefi.esp) == [first, second]
+    # The first stays (the second's fallback); the leftovers went.
+    assert esp_images(uefi.esp) == sorted([f"{uefi.v1}.efi", f"{uefi.v2}.efi"]), esp_images(uefi.esp)
     start(uefi)
     st = wait_status(uefi, 120, lambda s: boot_of(s)["assessed"] and vm0(s)["state"] == "running")
     assert st["firmware"]["running"]["version"] == uefi.v2, st["firmware"]

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""An A/B of one kernel command-line word on the LUO blackout, on one
+appliance: live updates alternate between the boot's own command line (A)
+and the same with WORDS added (B), so both arms share the machine's load.
+Prints each update's phases and the medians per arm.
+
+  BB=build/qemu-x86_64 python3 tests/bench/ab_cmdline.py "transparent_hugepage=always" [PAIRS] [SIZE_MIB]
+
+Used for the README's measurements of single changes (Benchmark: QEMU's
+heap in huge pages, measured with a build that turned it on unless the line
+said transparent_hugepage=always, and not kept)."""
+import statistics
+import sys
+
+import bench
+
+
+def main():
+    words = sys.argv[1]
+    pairs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    size = int(sys.argv[3]) if len(sys.argv) > 3 else 256
+    box = bench.Box(size, True)
+    arms = {"A": [], "B": []}
+    try:
+        box.start()
+        box.beating()
+        base = box.ctl("status")["firmware"]["running"]["kernel_cmdline"]
+        for i in range(pairs):
+            for arm in ("B", "A") if i % 2 else ("A", "B"):
+                line = base if arm == "A" else f"{base} {words}"
+                before = box.ctl("status")
+                box.ctl("update", f"cmdline={line}", timeout=600)
+                st = box.wait(lambda s: s["boot_id"] != before["boot_id"]
+                              and all(v["state"] == "running" and v.get("last_update") for v in s["vms"]),
+                              1800, "the updated appliance")
+                if st.get("last_update_error"):
+                    raise SystemExit(f"ab: update reported {st['last_update_error']}")
+                lu = st["vms"][0]["last_update"]
+                ph = lu["phases"]
+                arms[arm].append(lu)
+                bench.log(f"ab: {arm} (thp_anon {st.get('thp_anon')}): blackout {lu['blackout_ms']:.0f} ms, "
+                          f"kexec {ph['kexec_ms']:.0f}, qemu {ph['qemu_start_ms']:.0f}, "
+                          f"restore {ph['restore_ms']:.0f}")
+                box.beating()
+    finally:
+        box.close()
+    for arm, res in arms.items():
+        what = "the boot's own line" if arm == "A" else f"+ {words}"
+        print(f"{arm} ({what}), {len(res)} updates: median blackout "
+              f"{statistics.median(r['blackout_ms'] for r in res):.0f} ms, qemu phase "
+              f"{statistics.median(r['phases']['qemu_start_ms'] for r in res):.0f} ms, kexec "
+              f"{statistics.median(r['phases']['kexec_ms'] for r in res):.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
