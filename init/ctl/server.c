@@ -127,6 +127,14 @@ static void conn_close(struct conn *c)
 		conn_free(c);
 }
 
+/* A socket client with replies it has not read yet gets no more requests
+ * run (nor read) until it reads them: one that never reads costs what it
+ * has queued, and nobody else waits behind replies made for nobody. */
+static bool conn_backlogged(const struct conn *c)
+{
+	return c->kind == CONN_SOCKET && c->out_len > c->out_off;
+}
+
 static void conn_update_events(struct conn *c)
 {
 	uint32_t ev = 0;
@@ -134,7 +142,7 @@ static void conn_update_events(struct conn *c)
 	/* A port whose host is away stays edge-triggered until it is back. */
 	if (c->dead || !c->registered || c->port_timer >= 0)
 		return;
-	if (!c->in_handler && !c->eof)
+	if (!c->in_handler && !c->eof && !conn_backlogged(c))
 		ev |= EPOLLIN;
 	if (c->out_len > c->out_off)
 		ev |= EPOLLOUT;
@@ -446,9 +454,14 @@ static void conn_process(struct conn *c)
 {
 	size_t start = 0, n, used;
 	int completed = 0;
+	bool paused = false;
 	char *nl;
 
 	while (!c->dead && start < c->in_len) {
+		if (conn_backlogged(c)) {
+			paused = true; /* resumed once the replies are read (conn_cb) */
+			break;
+		}
 		if (c->discarding) {
 			nl = memchr(c->in + start, '\n', c->in_len - start);
 			if (!nl)
@@ -470,7 +483,7 @@ static void conn_process(struct conn *c)
 	c->in_len -= start;
 	if (c->discarding) {
 		c->in_len = 0;
-	} else if (c->in_len >= CTL_IN_MAX) {
+	} else if (c->in_len >= CTL_IN_MAX && !paused) {
 		char desc[80];
 
 		snprintf(desc, sizeof(desc), "request line longer than %d bytes", CTL_LINE_MAX);
@@ -533,7 +546,7 @@ static void conn_read(struct conn *c)
 	size_t room;
 	ssize_t n;
 
-	for (int i = 0; i < CTL_READ_BATCH && !c->dead && !c->eof && c->registered; i++) {
+	for (int i = 0; i < CTL_READ_BATCH && !c->dead && !c->eof && c->registered && !conn_backlogged(c); i++) {
 		room = conn_in_room(c);
 		if (room == 0) {
 			log_err("ctl: out of memory for a request; disconnecting the client");
@@ -588,8 +601,12 @@ static void conn_cb(int fd, uint32_t events, void *data)
 		c->busy--;
 		return;
 	}
-	if (events & EPOLLOUT)
+	if (events & EPOLLOUT) {
 		conn_flush(c);
+		/* Its replies read: the requests it sent meanwhile run now. */
+		if (!c->dead && !conn_backlogged(c) && c->in_len > 0)
+			conn_process(c);
+	}
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		conn_read(c);
 	/* A port without a host reports EPOLLHUP with nothing to read (unless
@@ -622,9 +639,14 @@ static void idle_timer_cb(int fd, uint32_t events, void *data)
 			ctl_framer_reset(&c->fr);
 			continue;
 		}
-		log_info("ctl: closing a client idle mid-request");
 		c->busy++; /* the send may close it already */
-		conn_send_error(c, "timeout: incomplete request line", NULL);
+		if (conn_backlogged(c)) {
+			log_info("ctl: closing a client that has not read its replies for %llu s",
+				 (unsigned long long)(srv.idle_ms / 1000));
+		} else {
+			log_info("ctl: closing a client idle mid-request");
+			conn_send_error(c, "timeout: incomplete request line", NULL);
+		}
 		conn_close(c);
 		if (--c->busy == 0)
 			conn_free(c);

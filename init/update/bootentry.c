@@ -311,8 +311,10 @@ int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAG
 		if (keep[i])
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, v[i].file);
-		if (unlink(path) < 0 && errno != ENOENT)
+		if (unlink(path) < 0 && errno != ENOENT) {
+			keep[i] = true; /* still there: so stays its image */
 			continue;
+		}
 		if (gone < max)
 			snprintf(removed[gone], sizeof(removed[gone]), "%s", v[i].version);
 		gone++;
