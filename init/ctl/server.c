@@ -614,8 +614,9 @@ static void conn_cb(int fd, uint32_t events, void *data)
 	if (!c->dead && c->kind == CONN_PORT && c->registered && (events & EPOLLHUP) &&
 	    c->sessions == sessions)
 		port_disconnected(c);
-	else if (!c->dead && (events & EPOLLERR) && c->kind == CONN_SOCKET)
-		conn_close(c);
+	else if (!c->dead && c->kind == CONN_SOCKET &&
+		 ((events & EPOLLERR) || ((events & EPOLLHUP) && conn_backlogged(c))))
+		conn_close(c); /* hung up with replies unread: nothing to read them */
 	if (!c->dead)
 		conn_update_events(c);
 	c->busy--;
