@@ -240,25 +240,6 @@ void cmdline_extra(const char *builtin, const char *proc, char *out, size_t len)
 		out[n - 1] = '\0';
 }
 
-bool cmdline_has_param(const char *s, const char *name)
-{
-	size_t nl = strlen(name);
-
-	while (*s) {
-		size_t wl;
-
-		while (blank(*s))
-			s++;
-		wl = strcspn(s, " \t");
-		if (wl == 2 && !strncmp(s, "--", 2))
-			return false; /* the rest is init's */
-		if (wl > nl && !strncmp(s, name, nl) && s[nl] == '=')
-			return true;
-		s += wl;
-	}
-	return false;
-}
-
 int cmdline_read_extra(char *out, size_t len)
 {
 	char proc[4096], builtin[4096];

@@ -3,7 +3,6 @@
 #ifndef LUOINIT_CMDLINE_H
 #define LUOINIT_CMDLINE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 struct cmdline {
@@ -54,10 +53,6 @@ void cmdline_extra(const char *builtin, const char *proc, char *out, size_t len)
  * what a kexec into a firmware image passes to keep this boot's additions.
  * 0 or a negative errno. */
 int cmdline_read_extra(char *out, size_t len);
-
-/* Does the command line s give parameter name a value ("name=...", a word of
- * its own, before any "--")? */
-bool cmdline_has_param(const char *s, const char *name);
 
 /* Split "a,b,,c" at SEP into a NULL-terminated array ("a", "b", "c"; empty
  * items and surrounding blanks dropped). Free with cmdline_list_free(). */

@@ -38,8 +38,7 @@ int thp_shmem_setup(const char *path, char *mode, size_t len)
 	if ((r = read_mode(path, mode, len)) < 0)
 		return r == -ENOENT ? 0 : r;
 	/* The operator's word on the kernel command line stands. */
-	if (cmdline_read_raw(cmdline, sizeof(cmdline)) >= 0 &&
-	    cmdline_has_param(cmdline, "transparent_hugepage_shmem"))
+	if (cmdline_read_raw(cmdline, sizeof(cmdline)) >= 0 && strstr(cmdline, "transparent_hugepage_shmem="))
 		return 0;
 	if (strcmp(mode, "never") != 0)
 		return 0; /* already huge: the kernel's build default */

@@ -215,8 +215,9 @@ static void assess(struct sup *s)
 			return;
 		}
 		/* Room for it first: what a cold boot takes now stays, and its fallback. */
-		if ((e = bootentry_default(v, n)))
-			prune(e->id);
+		const struct bootentry *def = bootentry_default(v, n);
+		if (def)
+			prune(def->id);
 		entry_options(image, options, sizeof(options));
 		r = bootentry_install(ESP_DIR, image, running, options, BOOTENTRY_TRIES, &added, err, sizeof(err));
 		if (r < 0) {

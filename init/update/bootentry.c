@@ -286,7 +286,7 @@ int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAG
 	bool keep[BOOTENTRY_MAX] = { false }, fallback = false;
 	char dir[4200], idir[4200], path[4400];
 	const struct bootentry *k = NULL;
-	size_t n, gone = 0;
+	size_t n, gone = 0, swept = 0;
 	struct dirent *de;
 	DIR *d;
 
@@ -319,31 +319,24 @@ int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAG
 			snprintf(removed[gone], sizeof(removed[gone]), "%s", v[i].version);
 		gone++;
 	}
-	(void)fsync_dir(dir);
+	if (gone)
+		(void)fsync_dir(dir);
 	/* Images no kept entry boots; temporary copies a power cut left. */
 	if (!(d = opendir(idir)))
 		return (int)gone;
 	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name), sl = strlen(FWIMAGE_SUFFIX);
+		size_t l = strlen(de->d_name);
 		char version[FWIMAGE_VERSION_MAX + 1];
+		bool tmp = l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0;
 
-		if (de->d_name[0] == '.' || l <= sl || strcmp(de->d_name + l - sl, FWIMAGE_SUFFIX) != 0 ||
-		    l - sl > FWIMAGE_VERSION_MAX) {
-			if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
-				snprintf(path, sizeof(path), "%s/%s", idir, de->d_name);
-				(void)unlink(path);
-			}
-			continue;
-		}
-		memcpy(version, de->d_name, l - sl);
-		version[l - sl] = '\0';
-		if (kept_version(v, n, keep, version))
+		if (!tmp && (fwimage_file_version(de->d_name, version) < 0 || kept_version(v, n, keep, version)))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", idir, de->d_name);
-		(void)unlink(path);
+		swept += unlink(path) == 0;
 	}
 	closedir(d);
-	(void)fsync_dir(idir);
+	if (swept)
+		(void)fsync_dir(idir);
 	return (int)gone;
 }
 

@@ -58,8 +58,8 @@ int bootentry_install(const char *esp, const char *image, const char *version, c
  * or bad: status names those), and the newest good one older than it (the
  * fallback should keep_id's go bad); remove the others, then every image in
  * <esp>/EFI/luoinit that no kept entry names. keep_id not found: nothing is
- * removed. Removed entries' versions go into removed (up to max), how many
- * were removed is returned (or a negative errno: nothing was scanned). */
+ * removed, nor when there are more than BOOTENTRY_MAX entries. Removed
+ * entries' versions go into removed (up to max); returns how many went. */
 int bootentry_prune(const char *esp, const char *keep_id, char (*removed)[FWIMAGE_VERSION_MAX + 1], size_t max);
 
 /* The live update into a firmware image under way: the old init writes

@@ -43,6 +43,17 @@ bool fwimage_version_valid(const char *v)
 	return true;
 }
 
+int fwimage_file_version(const char *name, char *version)
+{
+	size_t l = strlen(name), sl = strlen(FWIMAGE_SUFFIX);
+
+	if (l <= sl || l - sl > FWIMAGE_VERSION_MAX || strcmp(name + l - sl, FWIMAGE_SUFFIX) != 0)
+		return -EINVAL;
+	memcpy(version, name, l - sl);
+	version[l - sl] = '\0';
+	return fwimage_version_valid(version) ? 0 : -EINVAL;
+}
+
 static void copy_printable(char *out, size_t outlen, const uint8_t *p, size_t n)
 {
 	size_t i;

@@ -34,6 +34,9 @@ struct fwimage_info {
 
 /* [A-Za-z0-9._+-]{1,64}, not starting with '.' (no hidden or temporary names). */
 bool fwimage_version_valid(const char *v);
+/* The VERSION of a file named VERSION.efi (a valid version): 0 with it in
+ * version (FWIMAGE_VERSION_MAX + 1 bytes), else -EINVAL. */
+int fwimage_file_version(const char *name, char *version);
 
 /* The version in a kernel's UTS version text: the token after the first '#'
  * that starts a word ("7.2.13 (x@y) #v1.2 SMP ..." or uname -v's "#v1.2 SMP

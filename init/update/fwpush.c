@@ -387,22 +387,17 @@ static size_t store_scan(const char *dir, struct stored *v, size_t max)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	size_t n = 0, sl = strlen(FWIMAGE_SUFFIX);
+	size_t n = 0;
 
 	if (!d)
 		return 0;
 	while (n < max && (e = readdir(d))) {
-		size_t l = strlen(e->d_name);
 		struct stat st;
 
-		if (l <= sl || l - sl > FWIMAGE_VERSION_MAX || strcmp(e->d_name + l - sl, FWIMAGE_SUFFIX) != 0)
-			continue;
-		memcpy(v[n].version, e->d_name, l - sl);
-		v[n].version[l - sl] = '\0';
-		if (!fwimage_version_valid(v[n].version) ||
+		if (fwimage_file_version(e->d_name, v[n].version) < 0 ||
 		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		memcpy(v[n].name, e->d_name, l + 1);
+		memcpy(v[n].name, e->d_name, strlen(e->d_name) + 1);
 		v[n].mtime = st.st_mtim;
 		n++;
 	}

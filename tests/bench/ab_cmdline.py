@@ -6,9 +6,8 @@ Prints each update's phases and the medians per arm.
 
   BB=build/qemu-x86_64 python3 tests/bench/ab_cmdline.py "transparent_hugepage=always" [PAIRS] [SIZE_MIB]
 
-Used for the README's measurements of single changes (Benchmark: QEMU's
-heap in huge pages, measured with a build that turned it on unless the line
-said transparent_hugepage=always, and not kept)."""
+For the README's measurements of single changes (Benchmark, "Tried and
+not kept"): build the change so that WORDS turn it off, and compare."""
 import statistics
 import sys
 
@@ -38,7 +37,7 @@ def main():
                 lu = st["vms"][0]["last_update"]
                 ph = lu["phases"]
                 arms[arm].append(lu)
-                bench.log(f"ab: {arm} (thp_anon {st.get('thp_anon')}): blackout {lu['blackout_ms']:.0f} ms, "
+                bench.log(f"ab: {arm}: blackout {lu['blackout_ms']:.0f} ms, "
                           f"kexec {ph['kexec_ms']:.0f}, qemu {ph['qemu_start_ms']:.0f}, "
                           f"restore {ph['restore_ms']:.0f}")
                 box.beating()

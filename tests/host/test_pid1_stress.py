@@ -21,7 +21,7 @@ F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
 
 FORKER = r'''#!/usr/bin/python3
-# A fake "qemu": 1000 children that each fork a grandchild sleeping 1-2 s and
+# A fake "qemu": 1000 children that each fork a grandchild sleeping 4-5 s and
 # exit at once, so the grandchildren are orphaned onto the nearest subreaper.
 # The children are not waited for: their zombies are orphaned too.
 import os, sys, time
@@ -42,7 +42,7 @@ for i in range(N):
                 fd = os.open("/dev/null", os.O_RDWR)
                 for t in (0, 1, 2):
                     os.dup2(fd, t)
-                time.sleep(1 + (i % 100) / 100.0)
+                time.sleep(4 + (i % 100) / 100.0)  # outlives the forking, however slow
         finally:
             os._exit(0)
     forked += 1
@@ -132,12 +132,9 @@ def test_thousand_orphans_reaped():
         with open(marker) as f:
             forked = int(f.read().split()[1])
         assert forked == 1000, f"the fake qemu forked only {forked} children"
-        # grandchildren sleep at most 2 s; give the reaper generous slack
+        # grandchildren sleep at most 5 s; give the reaper generous slack
         wait_no_children(sup, 60, "all orphans reaped after the first run")
-        # Seen at once, the proof that they were reparented to it: how many
-        # depends on how fast the machine forks (each lives 1-2 s) and
-        # the supervisor reaps (815 and 312 at once on one machine).
-        assert sampler.max_children >= 100, \
+        assert sampler.max_children >= 500, \
             f"only {sampler.max_children} orphans were seen reparented to the supervisor"
         print(f"first run: up to {sampler.max_children} children of the supervisor at once, "
               f"up to {sampler.max_zombies} of them zombies")
@@ -152,7 +149,7 @@ def test_thousand_orphans_reaped():
         assert "error" in r, f"a qemu without QMP cannot have started: {r}"
         wait_for(lambda: os.path.exists(marker), 120, "the second run to finish forking", interval=0.2)
         wait_no_children(sup, 60, "all orphans reaped after the second run")
-        assert sampler.max_children >= 100, sampler.max_children
+        assert sampler.max_children >= 500, sampler.max_children
         base.check(status_rtt(sup), "after a second thousand orphans were reaped")
         sampler.stop.set()
         sampler.join(5)

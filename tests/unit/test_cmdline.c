@@ -242,19 +242,6 @@ static void test_extra(void **state)
 	assert_string_equal(out, "abcd");
 }
 
-static void test_has_param(void **state)
-{
-	(void)state;
-	assert_true(cmdline_has_param("transparent_hugepage=always", "transparent_hugepage"));
-	assert_true(cmdline_has_param("console=ttyS0  transparent_hugepage=never quiet", "transparent_hugepage"));
-	/* Another parameter that starts alike, a bare word, init's part. */
-	assert_false(cmdline_has_param("transparent_hugepage_shmem=always", "transparent_hugepage"));
-	assert_false(cmdline_has_param("transparent_hugepage quiet", "transparent_hugepage"));
-	assert_false(cmdline_has_param("quiet -- transparent_hugepage=always", "transparent_hugepage"));
-	assert_false(cmdline_has_param("xtransparent_hugepage=always", "transparent_hugepage"));
-	assert_false(cmdline_has_param("", "transparent_hugepage"));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,7 +255,6 @@ int main(void)
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_extra),
-		cmocka_unit_test(test_has_param),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -650,9 +650,34 @@ static void test_push_refusals(void **state)
 	json_object_put(ret);
 }
 
+static void test_file_version(void **state)
+{
+	char v[FWIMAGE_VERSION_MAX + 1];
+	char name[FWIMAGE_VERSION_MAX + 8];
+
+	(void)state;
+	assert_int_equal(fwimage_file_version("2.1.0+g1.efi", v), 0);
+	assert_string_equal(v, "2.1.0+g1");
+	/* Not ours: no version, another suffix, a hidden or temporary name. */
+	assert_int_equal(fwimage_file_version(".efi", v), -EINVAL);
+	assert_int_equal(fwimage_file_version("2.1.0.img", v), -EINVAL);
+	assert_int_equal(fwimage_file_version(".2.1.0.efi", v), -EINVAL);
+	assert_int_equal(fwimage_file_version("2.1.0.efi.tmp", v), -EINVAL);
+	assert_int_equal(fwimage_file_version("a b.efi", v), -EINVAL);
+	/* The longest version, and one past it. */
+	memset(name, 'a', FWIMAGE_VERSION_MAX);
+	strcpy(name + FWIMAGE_VERSION_MAX, ".efi");
+	assert_int_equal(fwimage_file_version(name, v), 0);
+	assert_int_equal(strlen(v), FWIMAGE_VERSION_MAX);
+	memset(name, 'a', FWIMAGE_VERSION_MAX + 1);
+	strcpy(name + FWIMAGE_VERSION_MAX + 1, ".efi");
+	assert_int_equal(fwimage_file_version(name, v), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_file_version),
 		cmocka_unit_test(test_sha256_vectors),
 		cmocka_unit_test(test_sha256_fd),
 		cmocka_unit_test(test_base64),
