@@ -43,6 +43,9 @@ struct qmp {
 	json_tokener *tok;
 	struct qmp_event ev[QMP_EVENTS_MAX];
 	unsigned ev_head, ev_count;
+	int side_fd;		/* read by side() while waiting, or -1 */
+	int (*side)(void *data);
+	void *side_data;
 };
 
 enum msg_kind { MSG_OTHER, MSG_GREETING, MSG_EVENT, MSG_REPLY };
@@ -65,11 +68,12 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Wait until fd is ready for events. deadline < 0: do not wait (-EAGAIN). */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* Wait until q's fd is ready for events. deadline < 0: do not wait (-EAGAIN).
+ * The side fd is served meanwhile (qmp_set_side). */
+static int wait_fd(struct qmp *q, short events, int64_t deadline)
 {
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
+		struct pollfd p[2] = { { .fd = q->fd, .events = events }, { .fd = q->side_fd, .events = POLLIN } };
 		int64_t left;
 		int r;
 
@@ -78,10 +82,12 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		left = deadline - mono_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
-		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+		r = poll(p, q->side_fd >= 0 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (r > 0)
+		if (r > 0 && p[1].revents && (!q->side || q->side(q->side_data) < 0))
+			q->side_fd = -1;
+		if (r > 0 && p[0].revents)
 			return 0; /* readable, or HUP/ERR: the next recv/send tells */
 	}
 }
@@ -121,7 +127,7 @@ static int send_all(struct qmp *q, const char *buf, size_t len, int send_fd, int
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			int r = wait_fd(q->fd, POLLOUT, deadline);
+			int r = wait_fd(q, POLLOUT, deadline);
 			if (r < 0)
 				return r;
 			continue;
@@ -158,7 +164,7 @@ static int fill(struct qmp *q, int64_t deadline)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		if ((r = wait_fd(q->fd, POLLIN, deadline)) < 0)
+		if ((r = wait_fd(q, POLLIN, deadline)) < 0)
 			return r;
 	}
 }
@@ -467,6 +473,13 @@ void qmp_clear_events(struct qmp *q)
 		ev_pop(q, NULL, 0, NULL);
 }
 
+void qmp_set_side(struct qmp *q, int fd, int (*side)(void *data), void *data)
+{
+	q->side_fd = side ? fd : -1;
+	q->side = side;
+	q->side_data = data;
+}
+
 int qmp_fd(const struct qmp *q)
 {
 	return q ? q->fd : -EINVAL;
@@ -526,6 +539,7 @@ int qmp_connect(int fd, struct qmp **ret)
 		return -ENOMEM;
 	}
 	q->fd = fd;
+	q->side_fd = -1;
 	q->buf = malloc(QMP_LINE_MAX + 1);
 	q->tok = json_tokener_new_ex(64);
 	if (!q->buf || !q->tok) {
@@ -620,7 +634,7 @@ int qmp_open(int fd, int timeout_ms, struct qmp **ret)
 		return r < 0 ? r : -EIO;
 	deadline = mono_ms() + timeout_ms;
 	while ((r = qmp_handshake(q, err, sizeof(err))) == 0) {
-		r = wait_fd(q->fd, POLLIN, deadline);
+		r = wait_fd(q, POLLIN, deadline);
 		if (r < 0) {
 			if (r == -ETIMEDOUT)
 				set_err(err, sizeof(err), "no answer from QEMU on QMP in time");

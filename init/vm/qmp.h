@@ -46,6 +46,12 @@ int qmp_poll_events(struct qmp *q);
 int qmp_next_event(struct qmp *q, char *name, size_t namelen, struct json_object **ret_data);
 void qmp_clear_events(struct qmp *q);
 
+/* While a call here waits for QEMU, fd (QEMU's stderr) is read too, by
+ * side(data) whenever it is readable: QEMU writes its stderr blocking, with
+ * its big lock held, and answers nothing while the pipe is full. side
+ * returns < 0 once fd is done with (EOF); it is not polled any more then. */
+void qmp_set_side(struct qmp *q, int fd, int (*side)(void *data), void *data);
+
 int qmp_fd(const struct qmp *q);
 void qmp_free(struct qmp *q);	/* closes the fd; NULL is fine */
 

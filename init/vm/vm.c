@@ -290,6 +290,9 @@ static int qmp_up(struct vm *vm)
 	snprintf(vm->qemu_version, sizeof(vm->qemu_version), "%d.%d.%d", maj, min, mic);
 	if ((r = vm_watch(vm)) < 0)
 		return r;
+	/* Commands that wait for QEMU outside the loop read its stderr too. */
+	if (vm->err_fd >= 0)
+		qmp_set_side(vm->qmp, vm->err_fd, vm_read_stderr, vm);
 	log_info("%s: QEMU %s started, pid %d, %u MiB RAM (%s), accel %s", vm->conf->name, vm->qemu_version,
 		 (int)vm->pid, vm->conf->memory_mib, vmconf_ram_name(vm->ram_backing), vmconf_accel_name(vm->accel));
 	return 0;

@@ -68,6 +68,8 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
  * close them after QEMU is gone (draining first); stderr for error messages. */
 int vm_watch(struct vm *vm);
 void vm_close_streams(struct vm *vm);
+/* Read what QEMU's stderr has into the log: 0, or -1 at its end. */
+int vm_read_stderr(void *vm);
 void vm_stderr_snapshot(struct vm *vm, char *err, size_t errlen);
 
 #endif

@@ -45,20 +45,26 @@ static void lines(struct vm *vm, char *acc, size_t cap, size_t *len, const char 
 	}
 }
 
-static void on_stderr(int fd, uint32_t events, void *data)
+int vm_read_stderr(void *data)
 {
 	struct vm *vm = data;
 	char buf[4096];
-	ssize_t n = read(fd, buf, sizeof(buf));
+	ssize_t n = read(vm->err_fd, buf, sizeof(buf));
 
 	if (n > 0) {
 		lines(vm, vm->errline, sizeof(vm->errline), &vm->errlen, buf, (size_t)n, LOG_WARN, " qemu");
-		return;
+		return 0;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return 0;
+	return -1;
+}
+
+static void on_stderr(int fd, uint32_t events, void *data)
+{
 	/* EOF: QEMU is gone or closed stderr; the reaper does the rest. */
-	loop_del(fd);
+	if (vm_read_stderr(data) < 0)
+		loop_del(fd);
 }
 
 static void serial_data(struct vm *vm, const char *buf, size_t n)

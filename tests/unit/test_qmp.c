@@ -161,6 +161,74 @@ static void test_normal(void **state)
 	fake_finish(q);
 }
 
+/* QEMU writes its stderr blocking: a pipe nobody reads stops it before its
+ * reply. qmp_set_side has the waits read it. */
+#define SIDE_BYTES (256 * 1024)
+static int side_pipe[2] = { -1, -1 };
+
+static void side_write(void)
+{
+	static char junk[SIDE_BYTES];
+
+	memset(junk, 'x', sizeof(junk));
+	for (size_t off = 0; off < sizeof(junk);) {
+		ssize_t n = write(side_pipe[1], junk + off, sizeof(junk) - off);
+		if (n <= 0)
+			_exit(3);
+		off += (size_t)n;
+	}
+}
+
+static void s_side(int fd)
+{
+	long long id;
+
+	close(side_pipe[0]);
+	srv_greet(fd);
+	id = srv_cmd(fd, "query-status");
+	side_write();
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", id);
+	id = srv_cmd(fd, "query-status");
+	side_write();
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", id);
+	srv_cmd(fd, "quit");
+}
+
+static int side_read(void *data)
+{
+	size_t *total = data;
+	char buf[4096];
+	ssize_t n = read(side_pipe[0], buf, sizeof(buf));
+
+	if (n > 0)
+		*total += (size_t)n;
+	return n == 0 ? -1 : 0;
+}
+
+static void test_side_fd_read_while_waiting(void **state)
+{
+	struct qmp *q;
+	char err[128] = "", buf[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	assert_int_equal(pipe2(side_pipe, O_CLOEXEC), 0);
+	q = fake_open(s_side);
+	close(side_pipe[1]);
+	/* Unread, the pipe fills and the reply never comes. */
+	assert_int_equal(qmp_command(q, "query-status", NULL, -1, 300, NULL, err, sizeof(err)), -ETIMEDOUT);
+	qmp_set_side(q, side_pipe[0], side_read, &total);
+	/* Read meanwhile: the first reply (late, dropped) and the second come. */
+	assert_int_equal(qmp_command(q, "query-status", NULL, -1, 5000, NULL, err, sizeof(err)), 0);
+	assert_true(total >= 2 * SIDE_BYTES - 65536);
+	assert_int_equal(qmp_command(q, "quit", NULL, -1, 2000, NULL, err, sizeof(err)), -EPIPE);
+	while ((n = read(side_pipe[0], buf, sizeof(buf))) > 0)
+		total += (size_t)n;
+	assert_int_equal(total, 2 * SIDE_BYTES);
+	close(side_pipe[0]);
+	fake_finish(q);
+}
+
 static void s_events(int fd)
 {
 	long long id;
@@ -627,6 +695,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_normal),
+		cmocka_unit_test(test_side_fd_read_while_waiting),
 		cmocka_unit_test(test_events_interleaved),
 		cmocka_unit_test(test_event_queue_bounded),
 		cmocka_unit_test(test_error_reply),
