@@ -19,7 +19,7 @@
 #               then the boot entry's (--append is refused). OVMF's variable
 #               store is IMG.vars (made from OVMF_VARS_4M.fd when missing).
 # Environment: LUOINIT_APPLIANCE_MEM (the appliance's RAM, default 3G).  --cpu MODEL (default max)
-# Note: under TCG, -cpu max offers SVM, so kvm_amd loads in the appliance and
+# Note: under TCG, -cpu max offers SVM, so KVM works in the appliance and
 # "accel": "auto" VMs get KVM nested on emulated SVM (the heartbeat guest runs
 # fine that way); --cpu max,svm=off keeps the inner VMs on TCG.
 set -eu

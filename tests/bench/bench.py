@@ -168,9 +168,11 @@ class Box:
         if st.get("last_update_error"):
             raise SystemExit(f"bench: update reported {st['last_update_error']}")
         for name in self.names:
-            b = HB.findall(self.ctl("vm-log", f"name={name}", "bytes=2048")["log"])
+            log = self.ctl("vm-log", f"name={name}", "bytes=2048")["log"]
+            b = HB.findall(log)
             if b and b[-1][1] != "ok":
-                raise SystemExit(f"bench: {name}: pattern=bad after an update")
+                raise SystemExit(f"bench: {name}: pattern={b[-1][1]} after an update; its serial log ends:\n"
+                                 + log[-600:])
         lu = max((v["last_update"] for v in st["vms"]), key=lambda u: u["blackout_ms"])
         return lu, st
 
