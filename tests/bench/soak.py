@@ -39,8 +39,9 @@ def main():
             after = [n for n, _ in seen[idx[-1] + 1:]] if idx else [n for n, _ in seen]
             if not after or after[0] <= last or any(y <= x for x, y in zip(after, after[1:])):
                 raise SystemExit(f"soak: update {i + 1}: the counter went back: {last} then {after[:10]}")
-            if any(ok != "ok" for _, ok in seen[-20:]):
-                raise SystemExit(f"soak: update {i + 1}: pattern=bad")
+            bad = [f"{n} pattern={ok}" for n, ok in seen[-20:] if ok != "ok"]
+            if bad:
+                raise SystemExit(f"soak: update {i + 1}: {', '.join(bad)}")
             if lu["mode"] != "luo":
                 raise SystemExit(f"soak: update {i + 1}: mode {lu['mode']}")
             fds.append(st.get("open_fds"))
