@@ -160,8 +160,10 @@ int modules_load(const char *dirname, const char *const *names, size_t n, char *
 	struct kmod_ctx *ctx;
 	int failed = 0, r = 0;
 
-	ctx = modules_ctx_new(dirname);
-	if (!ctx)
+	/* Nothing to load (after a kexec whose restore needs no module): no
+	 * context either, its index files cost time in the blackout. */
+	ctx = n ? modules_ctx_new(dirname) : NULL;
+	if (n && !ctx)
 		return -errno;
 	for (size_t i = 0; i < n; i++)
 		if (load_one(ctx, names[i], ret_loaded ? &loaded : NULL) < 0) {
@@ -169,7 +171,8 @@ int modules_load(const char *dirname, const char *const *names, size_t n, char *
 			if (ret_failed && r == 0)
 				r = names_add(&failed_names, names[i]);
 		}
-	kmod_unref(ctx);
+	if (ctx)
+		kmod_unref(ctx);
 	if (r == 0 && ret_loaded)
 		r = names_take(&loaded, ret_loaded);
 	if (r == 0 && ret_failed)

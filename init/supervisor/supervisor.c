@@ -157,7 +157,6 @@ int sup_run(void)
 	int r;
 
 	sup_port_start(&S);
-	sup_button_start(&S);
 	open_log_file();
 	sup_config_load(&S);
 	watchdog_feed(); /* until the loop runs, each step feeds it */
@@ -181,6 +180,8 @@ int sup_run(void)
 	};
 	resume_update();
 	watchdog_feed();
+	/* The power button after the restore: no guest waits for it. */
+	sup_button_start(&S);
 	load_later_modules();
 	watchdog_feed();
 	sup_probe_qemu(&S);
