@@ -44,7 +44,8 @@ FLOOR_ONLY = os.environ.get("BENCH_FLOOR_ONLY") == "1"
 # keeps them on (much slower) nested TCG.
 CPU = os.environ.get("BENCH_CPU", "max")
 MULTI = int(os.environ.get("BENCH_MULTI", "3"))
-HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
+# Whole lines only: the guest may be in the middle of one when the log is read.
+HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 
 
 def log(*a):

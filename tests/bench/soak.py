@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench import Box  # noqa: E402
 
 N = int(os.environ.get("SOAK_UPDATES", "20"))
-HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
+# Whole lines only: the guest may be in the middle of one when the log is read.
+HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 WHOLE = re.compile(r"heartbeat \d+ pattern=(ok|bad)$")
 LOG_BYTES = 64 * 1024  # vm-log's most: a soak's whole serial log
 

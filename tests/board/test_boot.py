@@ -21,7 +21,8 @@ BOARD = os.environ.get("BOARD", "qemu-x86_64")
 BB = os.path.join(B, BOARD)
 LUOINIT = os.path.join(B, "luoinit")
 BOOT_TIMEOUT = int(os.environ.get("LUOINIT_BOOT_TIMEOUT", "240"))
-HB = re.compile(r"heartbeat (\d+) pattern=(\w+)")
+# Whole lines only: the guest may be in the middle of one when the log is read.
+HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 
 
 def clean_env():
