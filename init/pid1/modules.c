@@ -171,8 +171,7 @@ int modules_load(const char *dirname, const char *const *names, size_t n, char *
 			if (ret_failed && r == 0)
 				r = names_add(&failed_names, names[i]);
 		}
-	if (ctx)
-		kmod_unref(ctx);
+	kmod_unref(ctx); /* NULL-safe */
 	if (r == 0 && ret_loaded)
 		r = names_take(&loaded, ret_loaded);
 	if (r == 0 && ret_failed)

@@ -4,20 +4,18 @@
 After each one: the guest beats on with pattern=ok and its counter never
 went back (a reset would mean the guest rebooted), the mode is luo, and the
 blackout is printed. At the end every beat line of the serial log must be
-whole (no byte lost anywhere in it). At the end the init's own open fds (status.open_fds)
-must be where they were after the first update: no fd, memfd or LUO session
-leaks from one update to the next.
+whole (no byte lost anywhere in it), and the init's own open fds
+(status.open_fds) must be where they were after the first update: no fd,
+memfd or LUO session leaks from one update to the next.
 """
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import Box  # noqa: E402
+from bench import HB, Box  # noqa: E402
 
 N = int(os.environ.get("SOAK_UPDATES", "20"))
-# Whole lines only: the guest may be in the middle of one when the log is read.
-HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 WHOLE = re.compile(r"heartbeat \d+ pattern=(ok|bad)$")
 LOG_BYTES = 64 * 1024  # vm-log's most: a soak's whole serial log
 

@@ -6,7 +6,6 @@ survived continues its counter with pattern=ok; one that was rebooted starts
 again at 0.
 """
 import os
-import re
 import subprocess
 import time
 import shutil
@@ -14,10 +13,8 @@ import json
 
 import pytest
 
-from test_boot import BOOT_TIMEOUT, TOP, new_appliance
+from test_boot import BOOT_TIMEOUT, HB, TOP, new_appliance
 
-# Whole lines only: the guest may be in the middle of one when the log is read.
-HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 UPDATE_TIMEOUT = int(os.environ.get("LUOINIT_UPDATE_TIMEOUT", "240"))
 
 
