@@ -16,10 +16,9 @@
 
 #define CPR_CMD_TIMEOUT 10000
 
-static int setup(struct qmp *q, bool ignore_shared, char *err, size_t errlen)
+static json_object *caps_args(bool ignore_shared)
 {
-	json_object *caps = json_object_new_array(), *a, *c;
-	int r;
+	json_object *caps = json_object_new_array(), *a = json_object_new_object(), *c;
 
 	c = json_object_new_object();
 	json_object_object_add(c, "capability", json_object_new_string("x-ignore-shared"));
@@ -29,14 +28,37 @@ static int setup(struct qmp *q, bool ignore_shared, char *err, size_t errlen)
 	json_object_object_add(c, "capability", json_object_new_string("events"));
 	json_object_object_add(c, "state", json_object_new_boolean(1));
 	json_object_array_add(caps, c);
-	a = json_object_new_object();
 	json_object_object_add(a, "capabilities", caps);
-	r = qmp_command(q, "migrate-set-capabilities", a, -1, CPR_CMD_TIMEOUT, NULL, err, errlen);
+	return a;
+}
+
+static json_object *params_args(void)
+{
+	json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "mode", json_object_new_string("cpr-reboot"));
+	return a;
+}
+
+static json_object *uri_args(void)
+{
+	json_object *a = json_object_new_object();
+	char uri[32];
+
+	snprintf(uri, sizeof(uri), "file:/dev/fdset/%d", CPR_FDSET);
+	json_object_object_add(a, "uri", json_object_new_string(uri));
+	return a;
+}
+
+static int setup(struct qmp *q, bool ignore_shared, char *err, size_t errlen)
+{
+	json_object *a = caps_args(ignore_shared);
+	int r = qmp_command(q, "migrate-set-capabilities", a, -1, CPR_CMD_TIMEOUT, NULL, err, errlen);
+
 	json_object_put(a);
 	if (r < 0)
 		return r;
-	a = json_object_new_object();
-	json_object_object_add(a, "mode", json_object_new_string("cpr-reboot"));
+	a = params_args();
 	r = qmp_command(q, "migrate-set-parameters", a, -1, CPR_CMD_TIMEOUT, NULL, err, errlen);
 	json_object_put(a);
 	return r;
@@ -64,13 +86,9 @@ static int add_fd(struct qmp *q, int fd, int accmode, char *err, size_t errlen)
 
 static int uri_command(struct qmp *q, const char *cmd, char *err, size_t errlen)
 {
-	json_object *a = json_object_new_object();
-	char uri[32];
-	int r;
+	json_object *a = uri_args();
+	int r = qmp_command(q, cmd, a, -1, CPR_CMD_TIMEOUT, NULL, err, errlen);
 
-	snprintf(uri, sizeof(uri), "file:/dev/fdset/%d", CPR_FDSET);
-	json_object_object_add(a, "uri", json_object_new_string(uri));
-	r = qmp_command(q, cmd, a, -1, CPR_CMD_TIMEOUT, NULL, err, errlen);
 	json_object_put(a);
 	return r;
 }
@@ -148,43 +166,90 @@ void cpr_save_abort(struct qmp *q)
 	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
 }
 
+/* One round trip: QEMU runs the four in order. Should one fail, the ones
+ * after it still run, harmlessly: a stream saved with x-ignore-shared does
+ * not load without it (QEMU checks the capability), and the caller treats
+ * any failure as a failed restore (a fresh QEMU, or the guest set aside). */
 int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen)
 {
+	json_object *caps = caps_args(ignore_shared), *params = params_args(), *fdset = json_object_new_object(),
+		    *uri = uri_args();
+	struct qmp_cmd c[] = {
+		{ "migrate-set-capabilities", caps, -1, NULL },
+		{ "migrate-set-parameters", params, -1, NULL },
+		{ "add-fd", fdset, -1, NULL },
+		{ "migrate-incoming", uri, -1, NULL },
+	};
 	int r;
 
-	if ((r = setup(q, ignore_shared, err, errlen)) < 0 ||
-	    (r = add_fd(q, state_fd, O_RDONLY, err, errlen)) < 0 ||
-	    (r = uri_command(q, "migrate-incoming", err, errlen)) < 0)
-		return r;
-	return 0;
+	json_object_object_add(fdset, "fdset-id", json_object_new_int(CPR_FDSET));
+	c[2].send_fd = ram_reopen(state_fd, O_RDONLY);
+	if (c[2].send_fd < 0) {
+		snprintf(err, errlen, "reopen state fd: %s", strerror(-c[2].send_fd));
+		r = c[2].send_fd;
+	} else {
+		r = qmp_batch(q, c, sizeof(c) / sizeof(c[0]), CPR_CMD_TIMEOUT, err, errlen);
+		close(c[2].send_fd);
+	}
+	json_object_put(caps);
+	json_object_put(params);
+	json_object_put(fdset);
+	json_object_put(uri);
+	return r;
 }
 
-int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-		char *err, size_t errlen)
+/* The incoming side's MIGRATION events (capability "events") say when the
+ * load ends: no query-migrate polling while QEMU loads. */
+int cpr_restore_finish(struct qmp *q, int timeout_ms, char *status, size_t slen, char *err, size_t errlen)
 {
-	int r = cpr_restore_begin(q, state_fd, ignore_shared, err, errlen);
-
-	return r < 0 ? r : cpr_restore_finish(q, timeout_ms, err, errlen);
-}
-
-int cpr_restore_finish(struct qmp *q, int timeout_ms, char *err, size_t errlen)
-{
-	json_object *res = NULL;
+	static const char *const ends[] = { "completed", "failed", "cancelled", NULL };
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	json_object *a, *st = NULL, *v;
+	char end[32] = "";
 	int r;
 
-	if ((r = wait_migration(q, timeout_ms, &res, err, errlen)) < 0)
+	for (;;) {
+		uint64_t now = now_ms();
+		int slice = deadline > now ? (int)(deadline - now < 1000 ? deadline - now : 1000) : 0;
+
+		r = qmp_wait_event(q, "MIGRATION", "status", ends, slice, end, sizeof(end), err, errlen);
+		if (r != -ETIMEDOUT || now_ms() >= deadline)
+			break;
+		watchdog_feed(); /* bounded: a full-RAM restore takes a while */
+	}
+	if (r == -ETIMEDOUT)
+		snprintf(err, errlen, "migration not completed after %d ms", timeout_ms);
+	if (r < 0)
 		return r;
-	json_object_put(res);
+	if (strcmp(end, "completed") != 0) {
+		json_object *res = NULL;
+		char e[128];
+		if (wait_migration(q, 0, &res, e, sizeof(e)) == -EIO)
+			snprintf(err, errlen, "%s", e);
+		else
+			snprintf(err, errlen, "migration %s", end);
+		json_object_put(res);
+		return -EIO;
+	}
 	qmp_clear_events(q);
 	/* The state is consumed: QEMU must not keep it (a vmstate is valid only
-	 * for the RAM it was saved with). */
+	 * for the RAM it was saved with); and how the guest came back. */
+	a = json_object_new_object();
+	json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
 	{
-		json_object *a = json_object_new_object();
+		struct qmp_cmd c[] = { { "remove-fd", a, -1, NULL }, { "query-status", NULL, -1, &st } };
 		char e[128];
-
-		json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
-		(void)qmp_command(q, "remove-fd", a, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
-		json_object_put(a);
+		r = qmp_batch(q, c, 2, CPR_CMD_TIMEOUT, e, sizeof(e));
+		if (r < 0) /* remove-fd's failure is no reason to fail the restore */
+			r = qmp_command(q, "query-status", NULL, -1, CPR_CMD_TIMEOUT, &st, err, errlen);
 	}
-	return 0;
+	json_object_put(a);
+	if (r == 0 && json_object_object_get_ex(st, "status", &v))
+		snprintf(status, slen, "%s", json_object_get_string(v));
+	else if (r == 0) {
+		snprintf(err, errlen, "query-status: no status in the reply");
+		r = -EPROTO;
+	}
+	json_object_put(st);
+	return r;
 }

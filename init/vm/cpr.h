@@ -34,14 +34,13 @@ int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_s
 int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
 		    char *err, size_t errlen);
 void cpr_save_abort(struct qmp *q);
-/* Restore a QEMU started with -incoming defer from state_fd; the guest may
- * come back paused (it was running or not when saved: vm_restore conts). */
-int cpr_restore(struct qmp *q, int state_fd, bool ignore_shared, int timeout_ms,
-		char *err, size_t errlen);
-/* cpr_restore in two halves, so several QEMUs load their states side by
- * side: begin hands over the state and starts migrate-incoming, finish
- * waits for it and drops the state fd from QEMU. */
+/* Restore a QEMU started with -incoming defer from state_fd, in two halves
+ * so several QEMUs load their states side by side: begin hands over the
+ * state and starts migrate-incoming (one QMP round trip), finish waits for
+ * the load to end, drops the state fd from QEMU and puts QEMU's run state
+ * in *status (the guest may come back paused: it was running or not when
+ * saved, vm_restore conts). */
 int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen);
-int cpr_restore_finish(struct qmp *q, int timeout_ms, char *err, size_t errlen);
+int cpr_restore_finish(struct qmp *q, int timeout_ms, char *status, size_t slen, char *err, size_t errlen);
 
 #endif

@@ -363,43 +363,41 @@ static char *format_cmd(struct qmp *q, const char *execute, struct json_object *
 	return line;
 }
 
-int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
-		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen)
+/* Sends one command without waiting for its reply: *ret_id says which. */
+static int send_cmd(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
+		    int64_t deadline, int timeout_ms, int64_t *ret_id, char *err, size_t errlen)
 {
 	char *line;
 	size_t n;
-	int64_t id, deadline;
 	int r;
 
-	if (!q || !execute || timeout_ms < 0) {
-		set_err(err, errlen, "%s: no QMP connection or a bad argument", execute ? execute : "(none)");
-		return -EINVAL;
-	}
 	if (q->closed) {
 		set_err(err, errlen, "QEMU closed the QMP connection");
 		return -EPIPE;
 	}
-	deadline = mono_ms() + timeout_ms;
-	if (!(line = format_cmd(q, execute, args, &id, &n))) {
+	if (!(line = format_cmd(q, execute, args, ret_id, &n))) {
 		set_err(err, errlen, "%s: out of memory", execute);
 		return -ENOMEM;
 	}
 	r = send_all(q, line, n, send_fd, deadline);
 	free(line);
-	if (r < 0) {
-		if (r == -EPIPE)
-			set_err(err, errlen, "QEMU closed the QMP connection");
-		else if (r == -ETIMEDOUT)
-			set_err(err, errlen, "%s: QEMU did not take the command in %d ms", execute, timeout_ms);
-		else
-			set_err(err, errlen, "%s: send: %s", execute, strerror(-r));
-		return r;
-	}
+	if (r == -EPIPE)
+		set_err(err, errlen, "QEMU closed the QMP connection");
+	else if (r == -ETIMEDOUT)
+		set_err(err, errlen, "%s: QEMU did not take the command in %d ms", execute, timeout_ms);
+	else if (r < 0)
+		set_err(err, errlen, "%s: send: %s", execute, strerror(-r));
+	return r;
+}
 
+/* Reads up to the reply to id, queueing the events on the way. */
+static int await_reply(struct qmp *q, const char *execute, int64_t id, int64_t deadline, int timeout_ms,
+		       struct json_object **ret_return, char *err, size_t errlen)
+{
 	for (;;) {
 		json_object *m, *v = NULL;
+		int r = read_msg(q, deadline, &m, err, errlen);
 
-		r = read_msg(q, deadline, &m, err, errlen);
 		if (r == -ETIMEDOUT)
 			set_err(err, errlen, "%s: no reply from QEMU in %d ms", execute, timeout_ms);
 		if (r < 0)
@@ -423,6 +421,120 @@ int qmp_command(struct qmp *q, const char *execute, struct json_object *args, in
 			break;
 		}
 		json_object_put(m);
+	}
+}
+
+int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
+		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen)
+{
+	struct qmp_cmd c = { execute, args, send_fd, ret_return };
+
+	return qmp_batch(q, &c, 1, timeout_ms, err, errlen);
+}
+
+int qmp_batch(struct qmp *q, const struct qmp_cmd *cmds, size_t n, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t ids[QMP_BATCH_MAX], deadline;
+	size_t sent = 0;
+	int r = 0;
+
+	if (!q || !cmds || n == 0 || n > QMP_BATCH_MAX || timeout_ms < 0) {
+		set_err(err, errlen, "%s: no QMP connection or a bad argument",
+			cmds && n && cmds[0].execute ? cmds[0].execute : "(none)");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!cmds[i].execute) {
+			set_err(err, errlen, "(none): no QMP connection or a bad argument");
+			return -EINVAL;
+		}
+		if (cmds[i].ret)
+			*cmds[i].ret = NULL;
+	}
+	deadline = mono_ms() + timeout_ms;
+	for (; sent < n; sent++) {
+		r = send_cmd(q, cmds[sent].execute, cmds[sent].args, cmds[sent].send_fd, deadline, timeout_ms,
+			     &ids[sent], err, errlen);
+		if (r < 0)
+			break;
+	}
+	/* Every command sent is answered, in order; the first failure is the
+	 * one reported, the replies after it are still read (and dropped). */
+	for (size_t i = 0; i < sent; i++) {
+		char e[256];
+		int ri = await_reply(q, cmds[i].execute, ids[i], deadline, timeout_ms, cmds[i].ret, e, sizeof(e));
+
+		if (ri < 0 && r == 0) {
+			r = ri;
+			set_err(err, errlen, "%s", e);
+		}
+		if (ri == -EPIPE || ri == -ETIMEDOUT || ri == -EPROTO)
+			break; /* nothing more will come (or in time) */
+	}
+	if (r < 0)
+		for (size_t i = 0; i < n; i++)
+			if (cmds[i].ret) {
+				json_object_put(*cmds[i].ret);
+				*cmds[i].ret = NULL;
+			}
+	return r;
+}
+
+/* The queued event i, taken out of the queue (the others keep their order). */
+static void ev_take(struct qmp *q, unsigned i)
+{
+	json_object_put(q->ev[(q->ev_head + i) % QMP_EVENTS_MAX].data);
+	for (; i + 1 < q->ev_count; i++)
+		q->ev[(q->ev_head + i) % QMP_EVENTS_MAX] = q->ev[(q->ev_head + i + 1) % QMP_EVENTS_MAX];
+	q->ev_count--;
+}
+
+static bool ev_matches(const struct qmp_event *e, const char *name, const char *key, const char *const *vals,
+		       char *ret_value, size_t len)
+{
+	json_object *v;
+	const char *s;
+
+	if (strcmp(e->name, name) != 0 || !e->data || !json_object_object_get_ex(e->data, key, &v) ||
+	    !(s = json_object_get_string(v)))
+		return false;
+	for (; *vals; vals++)
+		if (strcmp(s, *vals) == 0) {
+			if (ret_value && len)
+				snprintf(ret_value, len, "%s", s);
+			return true;
+		}
+	return false;
+}
+
+int qmp_wait_event(struct qmp *q, const char *name, const char *key, const char *const *vals, int timeout_ms,
+		   char *ret_value, size_t len, char *err, size_t errlen)
+{
+	int64_t deadline;
+
+	if (!q || !name || !key || !vals || timeout_ms < 0) {
+		set_err(err, errlen, "waiting for an event: no QMP connection or a bad argument");
+		return -EINVAL;
+	}
+	deadline = mono_ms() + timeout_ms;
+	for (;;) {
+		json_object *m;
+		int r;
+
+		for (unsigned i = 0; i < q->ev_count; i++)
+			if (ev_matches(&q->ev[(q->ev_head + i) % QMP_EVENTS_MAX], name, key, vals, ret_value, len)) {
+				ev_take(q, i);
+				return 0;
+			}
+		r = read_msg(q, deadline, &m, err, errlen);
+		if (r == -ETIMEDOUT)
+			set_err(err, errlen, "no %s event from QEMU in %d ms", name, timeout_ms);
+		if (r < 0)
+			return r;
+		if (classify(m) == MSG_EVENT)
+			ev_push(q, m);
+		else
+			json_object_put(m); /* a late reply: nobody waits for it */
 	}
 }
 

@@ -36,6 +36,27 @@ void qmp_version(const struct qmp *q, int *major, int *minor, int *micro);
 int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
 		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen);
 
+/* Several commands in one round trip: all sent, then every reply read in
+ * order (QEMU runs them in order, each whatever the earlier ones returned:
+ * batch only commands that are harmless after a failed one). Each cmds[i].ret
+ * (may be NULL) is set as qmp_command's ret_return. Returns 0, or the first
+ * failure with err as qmp_command's, and then no ret is set; the replies after
+ * a failure are still read, so none is left for a later command. */
+#define QMP_BATCH_MAX 8
+struct qmp_cmd {
+	const char *execute;
+	struct json_object *args;   /* borrowed, may be NULL */
+	int send_fd;                /* -1, or an fd to pass along (SCM_RIGHTS) */
+	struct json_object **ret;
+};
+int qmp_batch(struct qmp *q, const struct qmp_cmd *cmds, size_t n, int timeout_ms, char *err, size_t errlen);
+
+/* Waits for the next event named name (queued ones first, the others stay
+ * queued) whose data member key has one of the values vals (NULL-terminated);
+ * *ret_value gets it (up to len). -ETIMEDOUT, -EPIPE as qmp_command. */
+int qmp_wait_event(struct qmp *q, const char *name, const char *key, const char *const *vals, int timeout_ms,
+		   char *ret_value, size_t len, char *err, size_t errlen);
+
 /* Non-blocking: reads what is available and queues the events, for the event
  * loop when the fd is readable. Garbage lines and stray replies are dropped.
  * Returns how many events were queued, or -EPIPE once QEMU closed. Events read

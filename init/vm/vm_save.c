@@ -97,23 +97,25 @@ int vm_restore_begin(struct vm *vm, int state_fd, bool ignore_shared, char *err,
 
 int vm_restore_finish(struct vm *vm, char *err, size_t errlen)
 {
+	char st[32] = "";
 	int r = has_qmp(vm, err, errlen);
 
 	if (r == 0)
-		r = cpr_restore_finish(vm->qmp, CPR_RESTORE_TIMEOUT_MS, err, errlen);
+		r = cpr_restore_finish(vm->qmp, CPR_RESTORE_TIMEOUT_MS, st, sizeof(st), err, errlen);
+	if (r < 0 || strcmp(st, "running") == 0)
+		return r;
 	/* A guest stopped before its save comes back paused. */
-	if (r == 0 && (r = vm_cont(vm)) < 0)
+	if ((r = vm_cont(vm)) < 0) {
 		snprintf(err, errlen, "cont after the restore: %s", strerror(-r));
+		return r;
+	}
 	/* Only a guest QEMU calls running is restored: one left "inmigrate"
 	 * or "restore-vm" would otherwise pass for running until its next save. */
-	if (r == 0) {
-		char st[32] = "";
-		if ((r = run_state(vm, st, sizeof(st))) < 0)
-			snprintf(err, errlen, "query-status after the restore: %s", strerror(-r));
-		else if (strcmp(st, "running") != 0) {
-			snprintf(err, errlen, "QEMU reports \"%s\" after the restore, not running", st);
-			r = -EIO;
-		}
+	if ((r = run_state(vm, st, sizeof(st))) < 0)
+		snprintf(err, errlen, "query-status after the restore: %s", strerror(-r));
+	else if (strcmp(st, "running") != 0) {
+		snprintf(err, errlen, "QEMU reports \"%s\" after the restore, not running", st);
+		r = -EIO;
 	}
 	return r;
 }

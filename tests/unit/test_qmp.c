@@ -298,6 +298,155 @@ static void test_events_interleaved(void **state)
 	fake_finish(q);
 }
 
+/* Reads one command as srv_cmd does, but with recvmsg first: *ret_fd gets
+ * the fd that came with its first byte, or -1. */
+static long long srv_cmd_fd(int fd, const char *execute, int *ret_fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	char c;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b) };
+	struct cmsghdr *h;
+
+	if (recvmsg(fd, &mh, 0) != 1 || c != '{')
+		_exit(15);
+	*ret_fd = -1;
+	h = CMSG_FIRSTHDR(&mh);
+	if (h && h->cmsg_type == SCM_RIGHTS)
+		memcpy(ret_fd, CMSG_DATA(h), sizeof(int));
+	/* srv_cmd parses from the line's start: hand it the rest behind a '{' */
+	{
+		int sv[2];
+		char line[4096] = "{";
+		size_t n = 1;
+		long long id;
+		for (;;) {
+			if (read(fd, line + n, 1) != 1)
+				_exit(11);
+			if (line[n++] == '\n' || n == sizeof(line))
+				break;
+		}
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[1], line, n) != (ssize_t)n)
+			_exit(16);
+		id = srv_cmd(sv[0], execute);
+		close(sv[0]);
+		close(sv[1]);
+		return id;
+	}
+}
+
+/* Every command is read before any is answered: a client that waited for
+ * each reply before sending the next would never get one. */
+static void s_batch(int fd)
+{
+	long long a, b, c;
+	int got = -1;
+
+	srv_greet(fd);
+	a = srv_cmd(fd, "migrate-set-capabilities");
+	b = srv_cmd_fd(fd, "add-fd", &got);
+	c = srv_cmd(fd, "migrate-incoming");
+	if (got < 0)
+		_exit(20);
+	srv_send(fd, "{\"return\": {\"n\": 1}, \"id\": %lld}\r\n", a);
+	srv_event(fd, "MIGRATION", 1);
+	srv_send(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no fdset\"}, \"id\": %lld}\r\n", b);
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", c);
+	/* the same, all well */
+	a = srv_cmd(fd, "remove-fd");
+	b = srv_cmd(fd, "query-status");
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", a);
+	srv_send(fd, "{\"return\": {\"status\": \"running\"}, \"id\": %lld}\r\n", b);
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", srv_cmd(fd, "query-status"));
+	srv_cmd(fd, "quit");
+}
+
+static void test_batch(void **state)
+{
+	struct qmp *q = fake_open(s_batch);
+	json_object *r1 = NULL, *r3 = NULL, *st = NULL, *v;
+	int pfd[2];
+	char err[128] = "", name[32];
+
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	{
+		struct qmp_cmd c[] = {
+			{ "migrate-set-capabilities", NULL, -1, &r1 },
+			{ "add-fd", NULL, pfd[0], NULL },
+			{ "migrate-incoming", NULL, -1, &r3 },
+		};
+		/* the second's error is the one reported; no return is kept */
+		assert_int_equal(qmp_batch(q, c, 3, 2000, err, sizeof(err)), -EREMOTEIO);
+		assert_string_equal(err, "GenericError: no fdset");
+		assert_null(r1);
+		assert_null(r3);
+	}
+	/* the event between the replies is queued */
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
+	assert_string_equal(name, "MIGRATION");
+	{
+		struct qmp_cmd c[] = { { "remove-fd", NULL, -1, NULL }, { "query-status", NULL, -1, &st } };
+		assert_int_equal(qmp_batch(q, c, 2, 2000, err, sizeof(err)), 0);
+		assert_true(json_object_object_get_ex(st, "status", &v));
+		assert_string_equal(json_object_get_string(v), "running");
+		json_object_put(st);
+	}
+	/* no reply of the batches was left behind for the next command */
+	assert_int_equal(qmp_command(q, "query-status", NULL, -1, 2000, NULL, err, sizeof(err)), 0);
+	assert_int_equal(qmp_batch(q, NULL, 0, 2000, err, sizeof(err)), -EINVAL);
+	(void)qmp_command(q, "quit", NULL, -1, 2000, NULL, err, sizeof(err));
+	close(pfd[0]);
+	close(pfd[1]);
+	fake_finish(q);
+}
+
+static void s_wait_event(int fd)
+{
+	srv_greet(fd);
+	srv_send(fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}\r\n");
+	srv_event(fd, "STOP", 1);
+	srv_send(fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\r\n");
+	sleep_ms(100);
+	srv_send(fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\r\n");
+	srv_cmd(fd, "quit");
+}
+
+static void test_wait_event(void **state)
+{
+	static const char *const ends[] = { "completed", "failed", NULL };
+	struct qmp *q = fake_open(s_wait_event);
+	json_object *d = NULL, *v;
+	char st[16] = "", name[32], err[128] = "";
+
+	assert_int_equal(qmp_wait_event(q, "MIGRATION", "status", ends, 2000, st, sizeof(st), err, sizeof(err)), 0);
+	assert_string_equal(st, "completed");
+	/* the others stay queued, in order */
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), &d), 0);
+	assert_string_equal(name, "MIGRATION");
+	assert_true(json_object_object_get_ex(d, "status", &v));
+	assert_string_equal(json_object_get_string(v), "setup");
+	json_object_put(d);
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
+	assert_string_equal(name, "STOP");
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), &d), 0);
+	assert_true(json_object_object_get_ex(d, "status", &v));
+	assert_string_equal(json_object_get_string(v), "active");
+	json_object_put(d);
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), -EAGAIN);
+	/* none comes: the wait ends at its timeout and says for what */
+	assert_int_equal(qmp_wait_event(q, "MIGRATION", "status", ends, 150, st, sizeof(st), err, sizeof(err)),
+			 -ETIMEDOUT);
+	assert_non_null(strstr(err, "MIGRATION"));
+	(void)qmp_command(q, "quit", NULL, -1, 2000, NULL, err, sizeof(err));
+	/* QEMU gone: no wait */
+	assert_int_equal(qmp_wait_event(q, "MIGRATION", "status", ends, 2000, st, sizeof(st), err, sizeof(err)),
+			 -EPIPE);
+	fake_finish(q);
+}
+
 static void s_many_events(int fd)
 {
 	long long id;
@@ -698,6 +847,8 @@ int main(void)
 		cmocka_unit_test(test_side_fd_read_while_waiting),
 		cmocka_unit_test(test_events_interleaved),
 		cmocka_unit_test(test_event_queue_bounded),
+		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_wait_event),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_early_close),
