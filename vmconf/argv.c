@@ -210,6 +210,8 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 		argv_add(&a, "-L");
 		argv_add(&a, o->firmware_dir);
 	}
+	if (o->preconfig)
+		argv_add(&a, "--preconfig");
 	if (o->incoming_defer) {
 		argv_add(&a, "-incoming");
 		argv_add(&a, "defer");

@@ -133,6 +133,8 @@ struct vmconf_argv_opts {
 	int qmp_fd;                  /* connected socket for QMP (>= 3) */
 	int serial_fd;               /* connected socket for the first serial port, or -1 for none */
 	bool incoming_defer;         /* add "-incoming defer" */
+	bool preconfig;              /* add "--preconfig": QEMU waits before creating the machine
+	                              * (QMP x-exit-preconfig), which opens -kernel and -initrd */
 	bool sandbox;                /* add "-sandbox VMCONF_SANDBOX_OPTS" */
 	const char *firmware_dir;    /* "-L DIR", or NULL */
 	const struct vmconf_argv_nic *nics; /* one per vm->nics (n_nics of them) */

@@ -141,9 +141,11 @@ int net_nic_up(struct net_nic *x, const char *vm, size_t index, const char *brid
 			return r;
 		}
 		log_info("%s: tap %s for nics[%zu]", vm, x->tap, index);
-	} else if (strcmp(x->bridge, bridge) == 0 && !x->error[0]) {
-		return 0; /* as it was: on its bridge, up */
 	}
+	if (!bridge)
+		return 0; /* attached later (another call with its bridge) */
+	if (strcmp(x->bridge, bridge) == 0 && !x->error[0])
+		return 0; /* as it was: on its bridge, up */
 	x->error[0] = 0;
 	x->bridge[0] = 0;
 	if (fd < 0 || (idx = link_index(fd, x->tap, NULL, 0)) < 0) {

@@ -32,7 +32,9 @@ struct net_nic {
 void net_nic_init(struct net_nic *x);
 /* Make sure the tap of (vm, index) exists, is up and on bridge (moved when
  * it was on another). -errno with err set only when there is no tap: a
- * bridge that is missing leaves the tap up but alone, x->error says so. */
+ * bridge that is missing leaves the tap up but alone, x->error says so.
+ * bridge NULL: the tap only, before the bridges exist; a later call with
+ * its bridge attaches it. */
 int net_nic_up(struct net_nic *x, const char *vm, size_t index, const char *bridge, char *err, size_t errlen);
 void net_nic_close(struct net_nic *x);
 

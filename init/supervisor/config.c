@@ -28,7 +28,12 @@ void sup_config_load(struct sup *s)
 		return;
 	}
 	for (size_t i = 0; i < s->conf->n_vms; i++) {
-		struct vm *vm = vm_new(&s->conf->vms[i], &s->host);
+		/* A QEMU started before /state (update_prespawn) is this VM's. */
+		struct vm *vm = s->o.pid1 ? update_take_prespawned(s->conf->vms[i].name) : NULL;
+		if (vm)
+			vm_adopt_config(vm, &s->conf->vms[i], &s->host);
+		else
+			vm = vm_new(&s->conf->vms[i], &s->host);
 		if (vm)
 			s->vms[s->n_vms++] = vm;
 		else

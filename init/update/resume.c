@@ -27,6 +27,7 @@ struct rvm {                    /* one VM of the manifest */
 	struct handoff_vm *m;       /* its saved config moves to the VM */
 	int session, state_fd;
 	bool ok;
+	bool preconfig;             /* its QEMU started before /state, waits to create the machine */
 	bool begun;                 /* its migrate-incoming is under way */
 	double t_spawn, t_started;
 	char why[256];
@@ -43,6 +44,22 @@ struct resume {
 	char dir[512];
 	char stale[1024];           /* why something was set aside (the last reason) */
 };
+
+/* QEMUs started before /state (update_prespawn), until update_resume
+ * takes them over. */
+struct early {
+	const struct handoff_vm *m;
+	struct vm *vm;
+	struct vmconf *mach;        /* the saved machine it runs, until the VM owns it */
+	int session, state_fd;
+	bool spawned;               /* its QEMU runs (else update_resume starts one) */
+	bool taken;                 /* the configuration's VM now */
+	double t_spawn;
+	char why[256];              /* why its RAM or state could not be had: it is not restored */
+};
+static struct early E[HANDOFF_MAX_VMS];
+static size_t n_early;
+static struct vm_host early_host;
 
 static enum vmconf_accel accel_from(const char *s)
 {
@@ -125,42 +142,47 @@ static void open_luo(struct resume *R)
 	}
 }
 
-static int retrieve(struct resume *R, struct rvm *x)
+/* The VM's session, RAM (now vm's) and state; why says what failed. */
+static int retrieve_into(int devfd, const struct handoff *h, const struct handoff_vm *m, struct vm *vm,
+			 int *ret_session, int *ret_state, char *why, size_t wlen)
 {
-	const struct handoff_vm *m = x->m;
 	char sname[64];
 	int64_t sz;
 	int fd;
 
 	snprintf(sname, sizeof(sname), "%s%s", handoff_session_prefix(), m->name);
-	x->session = luo_retrieve_session(R->devfd, sname);
-	if (x->session < 0) {
-		snprintf(x->why, sizeof(x->why), "LUO session %s: %s", sname, strerror(-x->session));
-		return x->session;
+	*ret_session = luo_retrieve_session(devfd, sname);
+	if (*ret_session < 0) {
+		snprintf(why, wlen, "LUO session %s: %s", sname, strerror(-*ret_session));
+		return *ret_session;
 	}
-	fd = luo_retrieve_fd(x->session, handoff_ram_token(R->h));
+	fd = luo_retrieve_fd(*ret_session, handoff_ram_token(h));
 	if (fd < 0) {
-		snprintf(x->why, sizeof(x->why), "RETRIEVE_FD of the RAM (generation %016" PRIx64 "): %s",
-			 R->h->generation, strerror(-fd));
+		snprintf(why, wlen, "RETRIEVE_FD of the RAM (generation %016" PRIx64 "): %s", h->generation,
+			 strerror(-fd));
 		return fd;
 	}
-	vm_set_ram(x->vm, fd);
+	vm_set_ram(vm, fd);
 	if ((sz = ram_size(fd)) != m->ram_size) {
-		snprintf(x->why, sizeof(x->why), "RAM is %lld bytes, the manifest says %lld", (long long)sz,
-			 (long long)m->ram_size);
+		snprintf(why, wlen, "RAM is %lld bytes, the manifest says %lld", (long long)sz, (long long)m->ram_size);
 		return -EINVAL;
 	}
-	x->state_fd = luo_retrieve_fd(x->session, handoff_state_token(R->h));
-	if (x->state_fd < 0) {
-		snprintf(x->why, sizeof(x->why), "RETRIEVE_FD of the state: %s", strerror(-x->state_fd));
-		return x->state_fd;
+	*ret_state = luo_retrieve_fd(*ret_session, handoff_state_token(h));
+	if (*ret_state < 0) {
+		snprintf(why, wlen, "RETRIEVE_FD of the state: %s", strerror(-*ret_state));
+		return *ret_state;
 	}
-	if ((sz = ram_size(x->state_fd)) != m->vmstate_bytes) {
-		snprintf(x->why, sizeof(x->why), "state is %lld bytes, the manifest says %lld", (long long)sz,
+	if ((sz = ram_size(*ret_state)) != m->vmstate_bytes) {
+		snprintf(why, wlen, "state is %lld bytes, the manifest says %lld", (long long)sz,
 			 (long long)m->vmstate_bytes);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int retrieve(struct resume *R, struct rvm *x)
+{
+	return retrieve_into(R->devfd, R->h, x->m, x->vm, &x->session, &x->state_fd, x->why, sizeof(x->why));
 }
 
 /* Its RAM and state are of no use: no QEMU, no RAM, stopped (the boot
@@ -210,14 +232,15 @@ static bool get_state(struct resume *R, struct rvm *x)
 
 /* The machine the guest was saved on (version 2 manifests): its disks must
  * be the files they were; the VM runs on it until its next cold start. */
-static bool run_saved_machine(struct rvm *x)
+static bool run_saved_machine(struct rvm *x, struct vmconf *mach)
 {
-	struct vmconf *mach = NULL;
 	int r;
 
-	if (!x->m->saved)
+	if (!x->m->saved) {
+		vmconf_free(mach);
 		return true;
-	if (handoff_vm_machine(x->m, &mach, x->why, sizeof(x->why)) < 0)
+	}
+	if (!mach && handoff_vm_machine(x->m, &mach, x->why, sizeof(x->why)) < 0)
 		return false;
 	/* The manifest's copy of the config goes with the VM (no copy made). */
 	r = vm_run_saved_machine(x->vm, mach, x->m->saved);
@@ -248,6 +271,132 @@ static void release_session(struct resume *R, const char *name)
 	close(sfd);
 }
 
+/* Can its QEMU start before /state is mounted? Until its machine is
+ * created (x-exit-preconfig) QEMU opens its disks, its extra arguments'
+ * files and itself; the kernel and initrd come after. */
+static bool early_ok(const struct vmconf_vm *v, const char *state_dir, char *why, size_t wlen)
+{
+	size_t n = strlen(state_dir);
+
+	if (v->n_disks)
+		snprintf(why, wlen, "it has disks");
+	else if (v->n_qemu_args)
+		snprintf(why, wlen, "it has qemu_args");
+	else if ((strncmp(v->qemu, state_dir, n) == 0 && v->qemu[n] == '/') || access(v->qemu, X_OK) < 0)
+		snprintf(why, wlen, "%s is not there yet", v->qemu);
+	else
+		return true;
+	return false;
+}
+
+void update_prespawn(const struct handoff *h, const char *state_dir)
+{
+	int devfd;
+
+	if (strcmp(h->mode, "luo") != 0 || (devfd = luo_open()) < 0)
+		return; /* update_resume says why */
+	early_host.sandbox = h->sandbox != 0;
+	for (size_t i = 0; i < h->n_vms; i++) {
+		const struct handoff_vm *m = &h->vms[i];
+		struct vm_machine mach = { accel_from(m->accel), ram_from(m->ram_backing), h->sandbox != 0 };
+		struct early *e = &E[n_early];
+		char why[256] = "", err[256];
+
+		if (!m->saved)
+			continue; /* a version 1 manifest: the configuration must say what the machine was */
+		memset(e, 0, sizeof(*e));
+		e->m = m;
+		e->session = e->state_fd = -1;
+		if (handoff_vm_machine(m, &e->mach, why, sizeof(why)) < 0 ||
+		    !early_ok(&e->mach->vms[0], state_dir, why, sizeof(why))) {
+			log_info("%s: QEMU starts once %s is mounted (%s)", m->name, state_dir, why);
+			vmconf_free(e->mach);
+			continue;
+		}
+		if (!(e->vm = vm_new_early(&e->mach->vms[0], &early_host))) {
+			vmconf_free(e->mach);
+			continue;
+		}
+		n_early++;
+		/* A failed retrieve is final: the VM is not restored (update_resume). */
+		if (retrieve_into(devfd, h, m, e->vm, &e->session, &e->state_fd, e->why, sizeof(e->why)) < 0)
+			continue;
+		e->t_spawn = realtime_ms();
+		if (vm_spawn_restore(e->vm, &mach, true, true, err, sizeof(err)) < 0) {
+			log_warn("%s: QEMU did not start before %s (%s): again once it is mounted", m->name, state_dir,
+				 err);
+			continue;
+		}
+		e->spawned = true;
+		log_info("%s: RAM and state retrieved, QEMU started before %s is mounted (its machine waits)",
+			 m->name, state_dir);
+	}
+	close(devfd);
+}
+
+struct vm *update_take_prespawned(const char *name)
+{
+	for (size_t i = 0; i < n_early; i++)
+		if (!E[i].taken && strcmp(E[i].m->name, name) == 0) {
+			E[i].taken = true;
+			return E[i].vm;
+		}
+	return NULL;
+}
+
+static struct early *early_find(const char *name)
+{
+	for (size_t i = 0; i < n_early; i++)
+		if (E[i].vm && strcmp(E[i].m->name, name) == 0)
+			return &E[i];
+	return NULL;
+}
+
+/* What an early start holds and nobody restores: its QEMU ended, its RAM
+ * released (FINISH), as for a session nobody retrieves. */
+static void early_release(struct early *e)
+{
+	if (e->taken)
+		vm_drop_early(e->vm); /* the configuration's VM: it stays, stopped */
+	else
+		vm_free(e->vm);
+	if (e->session >= 0) {
+		if (luo_finish(e->session) == 0)
+			log_info("update: released the LUO session of %s and the RAM it held", e->m->name);
+		close(e->session);
+	}
+	if (e->state_fd >= 0)
+		close(e->state_fd);
+	vmconf_free(e->mach);
+	memset(e, 0, sizeof(*e));
+}
+
+static void early_release_all(void)
+{
+	for (size_t i = 0; i < n_early; i++)
+		if (E[i].vm)
+			early_release(&E[i]);
+	n_early = 0;
+}
+
+/* A VM whose QEMU started early: what update_prespawn retrieved becomes x's. */
+static void adopt_early(struct rvm *x, struct early *e)
+{
+	x->session = e->session;
+	x->state_fd = e->state_fd;
+	x->t_spawn = e->t_spawn;
+	e->session = e->state_fd = -1;
+	if (e->why[0]) {
+		snprintf(x->why, sizeof(x->why), "%s", e->why);
+		x->ok = false;
+	} else {
+		x->ok = run_saved_machine(x, e->mach);
+	}
+	e->mach = NULL;
+	x->preconfig = x->ok && e->spawned;
+	e->vm = NULL; /* x's now */
+}
+
 /* Retrieve and start every QEMU first, so their start-ups overlap. */
 static void spawn_all(struct resume *R)
 {
@@ -260,11 +409,15 @@ static void spawn_all(struct resume *R)
 		char e[256];
 		double t_retrieve = realtime_ms();
 		watchdog_feed(); /* each QEMU's start is a bounded wait */
+		struct early *early = early_find(m->name);
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
 				"its state set aside", m->name);
 			snprintf(R->stale, sizeof(R->stale), "%s not in the configuration", m->name);
-			release_session(R, m->name);
+			if (early)
+				early_release(early);
+			else
+				release_session(R, m->name);
 			continue;
 		}
 		R->n++;
@@ -272,15 +425,28 @@ static void spawn_all(struct resume *R)
 		x->vm = vm;
 		x->m = m;
 		x->session = x->state_fd = -1;
-		x->ok = get_state(R, x) && run_saved_machine(x);
-		if (!x->ok) {
-			give_up(x);
-			continue;
+		if (early && early->vm == vm) {
+			adopt_early(x, early);
+			if (!x->ok) {
+				give_up(x);
+				continue;
+			}
+			if (x->preconfig) {
+				vm_nics_attach(vm); /* the bridges exist now */
+				continue;
+			}
+			/* retrieved, but its QEMU did not start: it starts now */
+		} else {
+			x->ok = get_state(R, x) && run_saved_machine(x, NULL);
+			if (!x->ok) {
+				give_up(x);
+				continue;
+			}
 		}
 		x->t_spawn = realtime_ms();
 		/* LUO: the preserved RAM; full-RAM: a fresh memfd the stream fills.
 		 * Forked only: the next QEMU starts while this one comes up. */
-		if (vm_spawn_restore(vm, &mach, R->luo, e, sizeof(e)) < 0) {
+		if (vm_spawn_restore(vm, &mach, R->luo, false, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
 			continue;
@@ -300,6 +466,20 @@ static void greet_all(struct resume *R)
 		if (!x->ok)
 			continue;
 		watchdog_feed(); /* each handshake is a bounded wait */
+		if (x->preconfig && (vm_wait_qmp(x->vm, e, sizeof(e)) < 0 || vm_exit_preconfig(x->vm, e, sizeof(e)) < 0)) {
+			/* The RAM and the state are still ours: the usual way. */
+			struct vm_machine mach = { accel_from(x->m->accel), ram_from(x->m->ram_backing),
+						   R->h->sandbox != 0 };
+			log_warn("%s: the QEMU started before /state failed (%s): a fresh one", vm_name(x->vm), e);
+			vm_end(x->vm, 0);
+			vm_nics_attach(x->vm);
+			x->t_spawn = realtime_ms();
+			if (vm_spawn_restore(x->vm, &mach, R->luo, false, e, sizeof(e)) < 0) {
+				snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
+				give_up(x);
+				continue;
+			}
+		}
 		if (vm_wait_qmp(x->vm, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
@@ -490,6 +670,8 @@ void update_resume(const struct update_ctx *c, struct handoff *early, struct upd
 	restore_all(&R);
 	finish(&R);
 out:
+	/* Early starts nobody took over (no /state, no such VM any more). */
+	early_release_all();
 	snprintf(ret->error, sizeof(ret->error), "%s", R.stale);
 	if (early) {
 		handoff_free(early);

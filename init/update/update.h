@@ -64,6 +64,19 @@ struct update_resume_result {
  * (cold boot, LUO off, full-RAM mode); another -errno with err when it is
  * there but unusable (update_resume then reads the file). */
 int update_early_manifest(struct handoff *h, char *err, size_t errlen);
+/* Right after update_early_manifest, before /state is mounted: the QEMU of
+ * every VM of the manifest (LUO mode) that opens nothing of /state before
+ * its machine is created (no disks, no extra QEMU arguments, its QEMU not
+ * on /state) is started on its retrieved RAM, stopped before creating the
+ * machine (--preconfig), its taps not yet on their bridges: its start
+ * overlaps mounting /state, reading the configuration and the bridges.
+ * update_take_prespawned hands each to the configuration (supervisor);
+ * update_resume finishes or ends them. h must stay until update_resume. */
+void update_prespawn(const struct handoff *h, const char *state_dir);
+/* The VM started early for the configuration's VM name, or NULL: the
+ * caller's from now on (vm_adopt_config). */
+struct vm *update_take_prespawned(const char *name);
+
 /* After a kexec (at start-up, before VMs start): restore the VMs of the
  * manifest on their preserved RAM, from early (update_early_manifest's,
  * taken over and freed) or else from /state. VMs it restored are running on

@@ -51,7 +51,7 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host)
+static struct vm *vm_alloc(const struct vmconf_vm *conf, const struct vm_host *host)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 
@@ -73,8 +73,38 @@ struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host)
 		free(vm);
 		return NULL;
 	}
-	vm_log_open(vm);
 	return vm;
+}
+
+struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host)
+{
+	struct vm *vm = vm_alloc(conf, host);
+
+	if (vm)
+		vm_log_open(vm);
+	return vm;
+}
+
+struct vm *vm_new_early(const struct vmconf_vm *machine, const struct vm_host *host)
+{
+	return vm_alloc(machine, host);
+}
+
+void vm_adopt_config(struct vm *vm, const struct vmconf_vm *base_conf, const struct vm_host *host)
+{
+	vm->base_conf = base_conf;
+	vm->host = host;
+	vm_log_open(vm);
+}
+
+void vm_drop_early(struct vm *vm)
+{
+	vm_end(vm, 0);
+	vm_set_ram(vm, -1);
+	vm->want_running = false;
+	if (!vm->saved)
+		vm->conf = vm->base_conf;
+	vm_set_state(vm, VM_STOPPED, "not restored");
 }
 
 static void cancel_restart(struct vm *vm);
@@ -418,7 +448,9 @@ static void on_start_timeout(int fd, uint32_t events, void *data)
  * emulates the ioeventfds and injects the interrupts itself; tried on the
  * board), but there every kick and interrupt passes through QEMU anyway:
  * vhost only where KVM's ioeventfd/irqfd let the guest bypass QEMU. */
-static int nics_up(struct vm *vm, const struct vmconf_vm *c, int *vfd, char *err, size_t errlen)
+/* bridges: false before the bridges exist (the taps are attached later,
+ * vm_nics_attach). */
+static int nics_up(struct vm *vm, const struct vmconf_vm *c, bool bridges, int *vfd, char *err, size_t errlen)
 {
 	bool want_vhost = vm->accel == VMCONF_ACCEL_KVM;
 	int r;
@@ -430,7 +462,7 @@ static int nics_up(struct vm *vm, const struct vmconf_vm *c, int *vfd, char *err
 			net_nic_close(&vm->nics[i]); /* a NIC the configuration no longer has */
 			continue;
 		}
-		if ((r = net_nic_up(&vm->nics[i], c->name, i, c->nics[i].bridge, err, errlen)) < 0)
+		if ((r = net_nic_up(&vm->nics[i], c->name, i, bridges ? c->nics[i].bridge : NULL, err, errlen)) < 0)
 			return r;
 		if (!want_vhost)
 			continue;
@@ -443,6 +475,14 @@ static int nics_up(struct vm *vm, const struct vmconf_vm *c, int *vfd, char *err
 	return 0;
 }
 
+void vm_nics_attach(struct vm *vm)
+{
+	char e[256];
+
+	for (size_t i = 0; i < vm->conf->n_nics; i++)
+		(void)net_nic_up(&vm->nics[i], vm->conf->name, i, vm->conf->nics[i].bridge, e, sizeof(e));
+}
+
 static void close_fds(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -452,8 +492,9 @@ static void close_fds(int *fds, size_t n)
 		}
 }
 
-int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen)
+int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, size_t errlen)
 {
+	bool incoming = mode != VM_SPAWN_BOOT;
 	const struct vmconf_vm *c;
 	int qs[2] = { -1, -1 }, ss[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct vmconf_argv_opts o = { 0 };
@@ -485,7 +526,8 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 			return r;
 		}
 	}
-	if ((r = nics_up(vm, c, vfd, err, errlen)) < 0)
+	/* A QEMU started early (preconfig) starts before the bridges exist. */
+	if ((r = nics_up(vm, c, mode != VM_SPAWN_PRECONFIG, vfd, err, errlen)) < 0)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qs) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, ss) < 0 ||
@@ -505,6 +547,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errl
 	o.qmp_fd = VM_FD_QMP;
 	o.serial_fd = VM_FD_SERIAL;
 	o.incoming_defer = incoming;
+	o.preconfig = mode == VM_SPAWN_PRECONFIG;
 	o.sandbox = sandboxed(vm);
 	fds[0] = qs[1];
 	fds[1] = ss[1];
@@ -590,7 +633,7 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	vm->want_running = true;
 	vm->held = false;
 	vm->policy_spawn = false;
-	r = vm_spawn(vm, false, false, err, errlen);
+	r = vm_spawn(vm, false, VM_SPAWN_BOOT, err, errlen);
 	if (r < 0) {
 		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
 		log_err("%s: %s", vm->conf->name, err);
@@ -633,7 +676,7 @@ static void on_restart_timer(int fd, uint32_t events, void *data)
 	vm->policy_spawn = true;
 	log_info("%s: restarting QEMU (restart %u)", vm->conf->name, vm->restarts);
 	event_vm_restarted(vm->conf->name, vm->restarts);
-	if (vm_spawn(vm, false, false, err, sizeof(err)) < 0) {
+	if (vm_spawn(vm, false, VM_SPAWN_BOOT, err, sizeof(err)) < 0) {
 		snprintf(vm->last_error, sizeof(vm->last_error), "%s", err);
 		log_err("%s: restart failed: %s", vm->conf->name, err);
 		vm_exited(vm, -1);

@@ -60,6 +60,15 @@ bool vm_transition_allowed(enum vm_state from, enum vm_state to);
  * outlive it. NULL when out of memory. vm_free ends its QEMU first; NULL is
  * fine. */
 struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host);
+/* After a kexec, before /state is mounted and the configuration read: a VM
+ * for the machine its guest was saved on, to start its QEMU early (its
+ * serial log is not opened). vm_adopt_config then makes it the
+ * configuration's VM of that name (base_conf and host as vm_new takes them;
+ * the serial log opened); vm_drop_early ends what it started (QEMU, RAM)
+ * when it is not restored after all. */
+struct vm *vm_new_early(const struct vmconf_vm *machine, const struct vm_host *host);
+void vm_adopt_config(struct vm *vm, const struct vmconf_vm *base_conf, const struct vm_host *host);
+void vm_drop_early(struct vm *vm);
 void vm_free(struct vm *vm);
 struct vm *vm_find(struct vm *const *vms, size_t n, const char *name);
 
@@ -157,8 +166,15 @@ int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *r
 int vm_cont(struct vm *vm);
 /* Start the QEMU that restores a saved VM (after a kexec), run as m says,
  * with -incoming defer, waiting for QMP; keep_ram: on the RAM it has
- * (vm_set_ram). The VM is wanted running from here. */
-int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen);
+ * (vm_set_ram). The VM is wanted running from here. preconfig: QEMU stops
+ * before creating the machine (it opens no file the VM's config names
+ * but its disks), until vm_exit_preconfig, once QMP is up (vm_wait_qmp). */
+int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, bool preconfig, char *err,
+		     size_t errlen);
+int vm_exit_preconfig(struct vm *vm, char *err, size_t errlen);
+/* Its taps onto their bridges (a QEMU started in preconfig made them before
+ * the bridges existed); a failure is logged, the VM runs without that link. */
+void vm_nics_attach(struct vm *vm);
 /* A QEMU started to restore is forked without waiting for it (several start
  * side by side): this waits for its QMP greeting and capabilities, until
  * 30 s after its fork. On failure QEMU is ended, the VM failed, err says why. */

@@ -60,9 +60,11 @@ struct vm {
 void vm_state_init(struct vm *vm);
 
 /* Start QEMU on fresh RAM (or on vm->ram_fd as it is when keep_ram).
- * incoming: with -incoming defer, waiting for QMP (restores need it at once);
- * otherwise as vm_start says. */
-int vm_spawn(struct vm *vm, bool keep_ram, bool incoming, char *err, size_t errlen);
+ * VM_SPAWN_BOOT: as vm_start says. VM_SPAWN_INCOMING: with -incoming defer,
+ * waiting for QMP (restores need it at once); VM_SPAWN_PRECONFIG: that, and
+ * QEMU stops before creating the machine (vm_exit_preconfig). */
+enum vm_spawn_mode { VM_SPAWN_BOOT, VM_SPAWN_INCOMING, VM_SPAWN_PRECONFIG };
+int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, size_t errlen);
 
 /* vm_io.c: watch QEMU's stderr, the serial port and QMP events in the loop;
  * close them after QEMU is gone (draining first); stderr for error messages. */

@@ -12,6 +12,7 @@
 #include "vm/vm_impl.h"
 
 #define VM_CMD_TIMEOUT 10000
+#define VM_PRECONFIG_TIMEOUT 30000 /* the machine's creation: about 0.3 s under nested TCG */
 
 /* A QEMU that died meanwhile has no QMP: say so (the reaper does the rest). */
 static int has_qmp(const struct vm *vm, char *err, size_t errlen)
@@ -127,13 +128,25 @@ int vm_restore(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_
 	return r < 0 ? r : vm_restore_finish(vm, err, errlen);
 }
 
-int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, char *err, size_t errlen)
+int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, bool preconfig, char *err,
+		     size_t errlen)
 {
 	vm->accel = m->accel;
 	vm->ram_backing = m->ram_backing;
 	vm->sandbox = m->sandbox;
 	vm->want_running = true;
-	return vm_spawn(vm, keep_ram, true, err, errlen);
+	return vm_spawn(vm, keep_ram, preconfig ? VM_SPAWN_PRECONFIG : VM_SPAWN_INCOMING, err, errlen);
+}
+
+int vm_exit_preconfig(struct vm *vm, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	/* The reply comes once the machine exists: QEMU's start, the part
+	 * that needs the guest's kernel and the rest of /state. */
+	if (r == 0)
+		r = qmp_command(vm->qmp, "x-exit-preconfig", NULL, -1, VM_PRECONFIG_TIMEOUT, NULL, err, errlen);
+	return r;
 }
 
 int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,
@@ -147,7 +160,7 @@ int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tri
 		if (attempt)
 			log_err("%s: restore failed (%s), retrying on a fresh QEMU", vm->conf->name, err);
 		vm_end(vm, 0); /* no-op unless a failed restore left its QEMU */
-		r = vm_spawn(vm, true, true, err, errlen);
+		r = vm_spawn(vm, true, VM_SPAWN_INCOMING, err, errlen);
 		if (r == 0)
 			r = vm_wait_qmp(vm, err, errlen);
 		if (ret_started)

@@ -298,8 +298,11 @@ def main():
     for s in SIZES:
         goal(f"{s} MiB: LUO blackout / floor", by[(s, "luo", 1)]["blackout"] / fl, 1.2)
     for s in SIZES:
-        goal(f"{s} MiB: LUO blackout / full-RAM blackout",
-             by[(s, "luo", 1)]["blackout"] / by[(s, "full-ram", 1)]["blackout"], 0.1)
+        ratio = by[(s, "luo", 1)]["blackout"] / by[(s, "full-ram", 1)]["blackout"]
+        if s == 2048:  # the goal is stated at 2 GiB (smaller guests save fast on the full-RAM path too)
+            goal(f"{s} MiB: LUO blackout / full-RAM blackout", ratio, 0.1)
+        else:
+            lines.append(f"{s} MiB: LUO blackout / full-RAM blackout: {ratio:.2f} (the goal is at 2048 MiB)")
     if len(SIZES) > 1:
         goal(f"LUO blackout {SIZES[-1]} MiB / {SIZES[0]} MiB",
              by[(SIZES[-1], "luo", 1)]["blackout"] / by[(SIZES[0], "luo", 1)]["blackout"], 1.1)

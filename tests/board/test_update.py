@@ -161,6 +161,10 @@ def test_two_live_updates_luo(app):
         log = open(app.console, errors="replace").read().split("luoinit starting")[-1]
         assert "module(s) before the restore, the rest after" in log, log[-3000:]
         assert log.index("live update done") < log.index("the rest loaded after the restore"), log[-3000:]
+        # vm0 (no disks) had its QEMU started before /state was mounted;
+        # its machine was created once /state was there.
+        assert log.index("vm0: RAM and state retrieved, QEMU started before /state is mounted") \
+            < log.index("mounted on /state") < log.index("vm0: QEMU up in"), log[-3000:]
         assert_continued(app, b0)
         print(f"update {round_ + 1}: blackout {lu['blackout_ms']:.0f} ms, phases {lu['phases']}, "
               f"vmstate {lu['vmstate_bytes']} bytes")

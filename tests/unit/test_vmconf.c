@@ -696,7 +696,7 @@ static void test_argv_fdset_full(void **state)
 	struct vmconf *c = parse_ok(full_json);
 	struct vmconf_argv_opts o = { .ram_backing = VMCONF_RAM_FDSET, .ram_fd = 7, .ram_fdset = 2,
 				      .accel = VMCONF_ACCEL_KVM, .qmp_fd = 3, .serial_fd = 4,
-				      .incoming_defer = true, .sandbox = true,
+				      .incoming_defer = true, .preconfig = true, .sandbox = true,
 				      .firmware_dir = "/usr/share/qemu" };
 	char **argv = NULL;
 
@@ -716,7 +716,7 @@ static void test_argv_fdset_full(void **state)
 		"-drive", "file=/state/guest/vm0.img,format=raw,if=virtio,id=disk0",
 		"-drive", "file=/state/a,,b,,,,c.qcow2,format=qcow2,if=virtio,id=disk1,readonly=on",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-L", "/usr/share/qemu", "-incoming", "defer",
+		"-L", "/usr/share/qemu", "--preconfig", "-incoming", "defer",
 		"-device", "virtio-rng-pci", NULL });
 	vmconf_argv_free(argv);
 	vmconf_free(c);
