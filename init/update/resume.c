@@ -456,36 +456,63 @@ static void spawn_all(struct resume *R)
 	}
 }
 
+/* An early QEMU failed: the RAM and the state are still ours, so one
+ * started the usual way takes over (false: that failed too, given up). */
+static bool early_failed(struct resume *R, struct rvm *x, const char *e)
+{
+	struct vm_machine mach = { accel_from(x->m->accel), ram_from(x->m->ram_backing), R->h->sandbox != 0 };
+	char e2[256];
+
+	log_warn("%s: the QEMU started before /state failed (%s): a fresh one", vm_name(x->vm), e);
+	x->preconfig = false;
+	vm_end(x->vm, 0);
+	x->t_spawn = realtime_ms();
+	if (vm_spawn_restore(x->vm, &mach, R->luo, false, e2, sizeof(e2)) < 0) {
+		snprintf(x->why, sizeof(x->why), "QEMU: %s", e2);
+		give_up(x);
+		return false;
+	}
+	return true;
+}
+
 /* Every QEMU forked: now each one's QMP handshake (they came up side by
- * side, so this waits for the slowest, not for the sum). */
+ * side, so this waits for the slowest, not for the sum). The early ones
+ * are told to create their machines as soon as each answers, and their
+ * machines are created side by side too. */
 static void greet_all(struct resume *R)
 {
+	char e[256];
+
 	for (size_t i = 0; i < R->n; i++) {
 		struct rvm *x = &R->rv[i];
-		char e[256];
+		if (!x->ok || !x->preconfig)
+			continue;
+		watchdog_feed(); /* each handshake is a bounded wait */
+		if (vm_wait_qmp(x->vm, e, sizeof(e)) < 0 || vm_exit_preconfig_begin(x->vm, e, sizeof(e)) < 0)
+			(void)early_failed(R, x, e);
+	}
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
+		if (!x->ok || !x->preconfig)
+			continue;
+		watchdog_feed();
+		if (vm_exit_preconfig_finish(x->vm, e, sizeof(e)) < 0)
+			(void)early_failed(R, x, e);
+		else
+			x->t_started = realtime_ms();
+	}
+	for (size_t i = 0; i < R->n; i++) {
+		struct rvm *x = &R->rv[i];
 		if (!x->ok)
 			continue;
 		watchdog_feed(); /* each handshake is a bounded wait */
-		if (x->preconfig && (vm_wait_qmp(x->vm, e, sizeof(e)) < 0 || vm_exit_preconfig(x->vm, e, sizeof(e)) < 0)) {
-			/* The RAM and the state are still ours: the usual way. */
-			struct vm_machine mach = { accel_from(x->m->accel), ram_from(x->m->ram_backing),
-						   R->h->sandbox != 0 };
-			log_warn("%s: the QEMU started before /state failed (%s): a fresh one", vm_name(x->vm), e);
-			vm_end(x->vm, 0);
-			vm_nics_attach(x->vm);
-			x->t_spawn = realtime_ms();
-			if (vm_spawn_restore(x->vm, &mach, R->luo, false, e, sizeof(e)) < 0) {
-				snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
-				give_up(x);
-				continue;
-			}
-		}
 		if (vm_wait_qmp(x->vm, e, sizeof(e)) < 0) {
 			snprintf(x->why, sizeof(x->why), "QEMU: %s", e);
 			give_up(x);
 			continue;
 		}
-		x->t_started = realtime_ms();
+		if (!x->t_started)
+			x->t_started = realtime_ms();
 		log_info("%s: QEMU up in %.1f ms", vm_name(x->vm), x->t_started - x->t_spawn);
 		event_update_phase("qemu_start", vm_name(x->vm), x->t_started - R->c->boot_realtime_ms);
 	}

@@ -424,6 +424,28 @@ static int await_reply(struct qmp *q, const char *execute, int64_t id, int64_t d
 	}
 }
 
+int qmp_send(struct qmp *q, const char *execute, struct json_object *args, int timeout_ms, int64_t *ret_id,
+	     char *err, size_t errlen)
+{
+	if (!q || !execute || timeout_ms < 0 || !ret_id) {
+		set_err(err, errlen, "%s: no QMP connection or a bad argument", execute ? execute : "(none)");
+		return -EINVAL;
+	}
+	return send_cmd(q, execute, args, -1, mono_ms() + timeout_ms, timeout_ms, ret_id, err, errlen);
+}
+
+int qmp_await(struct qmp *q, const char *execute, int64_t id, int timeout_ms, struct json_object **ret_return,
+	      char *err, size_t errlen)
+{
+	if (!q || !execute || timeout_ms < 0) {
+		set_err(err, errlen, "%s: no QMP connection or a bad argument", execute ? execute : "(none)");
+		return -EINVAL;
+	}
+	if (ret_return)
+		*ret_return = NULL;
+	return await_reply(q, execute, id, mono_ms() + timeout_ms, timeout_ms, ret_return, err, errlen);
+}
+
 int qmp_command(struct qmp *q, const char *execute, struct json_object *args, int send_fd,
 		int timeout_ms, struct json_object **ret_return, char *err, size_t errlen)
 {

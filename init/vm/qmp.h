@@ -6,6 +6,7 @@
 #define LUOINIT_QMP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 
 #define QMP_LINE_MAX (1024 * 1024)	/* longer lines from QEMU are -EPROTO */
@@ -50,6 +51,14 @@ struct qmp_cmd {
 	struct json_object **ret;
 };
 int qmp_batch(struct qmp *q, const struct qmp_cmd *cmds, size_t n, int timeout_ms, char *err, size_t errlen);
+
+/* One command in two halves, for commands several QEMUs run side by side:
+ * qmp_send sends it (its id in *ret_id), qmp_await reads up to its reply,
+ * as qmp_command does; nothing else may be sent on q in between. */
+int qmp_send(struct qmp *q, const char *execute, struct json_object *args, int timeout_ms, int64_t *ret_id,
+	     char *err, size_t errlen);
+int qmp_await(struct qmp *q, const char *execute, int64_t id, int timeout_ms, struct json_object **ret_return,
+	      char *err, size_t errlen);
 
 /* Waits for the next event named name (queued ones first, the others stay
  * queued) whose data member key has one of the values vals (NULL-terminated);

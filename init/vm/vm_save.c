@@ -138,15 +138,21 @@ int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, b
 	return vm_spawn(vm, keep_ram, preconfig ? VM_SPAWN_PRECONFIG : VM_SPAWN_INCOMING, err, errlen);
 }
 
-int vm_exit_preconfig(struct vm *vm, char *err, size_t errlen)
+int vm_exit_preconfig_begin(struct vm *vm, char *err, size_t errlen)
 {
 	int r = has_qmp(vm, err, errlen);
 
-	/* The reply comes once the machine exists: QEMU's start, the part
-	 * that needs the guest's kernel and the rest of /state. */
-	if (r == 0)
-		r = qmp_command(vm->qmp, "x-exit-preconfig", NULL, -1, VM_PRECONFIG_TIMEOUT, NULL, err, errlen);
-	return r;
+	return r < 0 ? r : qmp_send(vm->qmp, "x-exit-preconfig", NULL, VM_PRECONFIG_TIMEOUT, &vm->preconfig_id, err,
+				    errlen);
+}
+
+int vm_exit_preconfig_finish(struct vm *vm, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	/* The reply comes once the machine exists. */
+	return r < 0 ? r : qmp_await(vm->qmp, "x-exit-preconfig", vm->preconfig_id, VM_PRECONFIG_TIMEOUT, NULL, err,
+				     errlen);
 }
 
 int vm_restore_in_place(struct vm *vm, int state_fd, bool ignore_shared, int tries, double *ret_started,

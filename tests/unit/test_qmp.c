@@ -403,6 +403,40 @@ static void test_batch(void **state)
 	fake_finish(q);
 }
 
+static void s_send_await(int fd)
+{
+	long long id;
+
+	srv_greet(fd);
+	id = srv_cmd(fd, "x-exit-preconfig");
+	sleep_ms(50);
+	srv_event(fd, "RESUME", 1);
+	srv_send(fd, "{\"return\": {\"made\": true}, \"id\": %lld}\r\n", id);
+	srv_cmd(fd, "quit");
+}
+
+/* The two halves: the reply is read when asked for, not when sent. */
+static void test_send_await(void **state)
+{
+	struct qmp *q = fake_open(s_send_await);
+	json_object *r = NULL;
+	int64_t id = -1;
+	char err[128] = "", name[32];
+
+	assert_int_equal(qmp_send(q, "x-exit-preconfig", NULL, 2000, &id, err, sizeof(err)), 0);
+	assert_true(id > 0);
+	assert_int_equal(qmp_await(q, "x-exit-preconfig", id, 2000, &r, err, sizeof(err)), 0);
+	assert_true(json_object_object_get_ex(r, "made", NULL));
+	json_object_put(r);
+	assert_int_equal(qmp_next_event(q, name, sizeof(name), NULL), 0);
+	assert_string_equal(name, "RESUME");
+	/* QEMU gone before its reply: the await says so at once */
+	assert_int_equal(qmp_send(q, "quit", NULL, 2000, &id, err, sizeof(err)), 0);
+	assert_int_equal(qmp_await(q, "quit", id, 2000, NULL, err, sizeof(err)), -EPIPE);
+	assert_int_equal(qmp_send(q, "quit", NULL, 2000, NULL, err, sizeof(err)), -EINVAL);
+	fake_finish(q);
+}
+
 static void s_wait_event(int fd)
 {
 	srv_greet(fd);
@@ -849,6 +883,7 @@ int main(void)
 		cmocka_unit_test(test_event_queue_bounded),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_wait_event),
+		cmocka_unit_test(test_send_await),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_early_close),
