@@ -407,10 +407,10 @@ static void spawn_all(struct resume *R)
 		/* The recorded accelerator, backing and confinement, never re-resolved. */
 		struct vm_machine mach = { accel_from(m->accel), ram_from(m->ram_backing), R->h->sandbox != 0 };
 		struct rvm *x = &R->rv[R->n];
+		struct early *early = early_find(m->name);
 		char e[256];
 		double t_retrieve = realtime_ms();
 		watchdog_feed(); /* each QEMU's start is a bounded wait */
-		struct early *early = early_find(m->name);
 		if (!vm) {
 			log_err("update: %s is in the manifest but not in the configuration: its RAM is released, "
 				"its state set aside", m->name);
