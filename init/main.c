@@ -227,7 +227,7 @@ static int pid1_main(void)
 	watchdog_feed();
 	/* The guests' QEMUs start now, their machines wait for /state. */
 	if (early)
-		update_prespawn(early, STATE_DIR);
+		update_prespawn(early, STATE_DIR, cl.test_faults);
 
 	o.pid1 = true;
 	o.state_dir = STATE_DIR;

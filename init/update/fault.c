@@ -12,33 +12,47 @@
 #include "update/handoff.h"
 #include "vm/vm.h"
 
-static void crash_qemu(void *vm)
+static void crash_qemu(enum fault_point at, void *vm)
 {
+	(void)at;
 	if (vm)
 		vm_crash(vm);
 }
 
 /* The new init's LUO retrieve finds no session of this generation. */
-static void skew_generation(void *h)
+static void skew_generation(enum fault_point at, void *h)
 {
+	(void)at;
 	((struct handoff *)h)->generation += 2;
 }
 
+/* The manifest carries the fault to the new init, which kills the QEMU it
+ * started before /state: the usual start must take over. */
+static void early_qemu(enum fault_point at, void *arg)
+{
+	if (at == FAULT_AT_MANIFEST)
+		snprintf(((struct handoff *)arg)->test_fault, sizeof(((struct handoff *)arg)->test_fault), "early-qemu");
+	else
+		crash_qemu(at, arg);
+}
+
 /* The retrieved states are not the size the manifest says. */
-static void skew_sizes(void *arg)
+static void skew_sizes(enum fault_point at, void *arg)
 {
 	struct handoff *h = arg;
 
+	(void)at;
 	for (size_t i = 0; i < h->n_vms; i++)
 		h->vms[i].vmstate_bytes += 1;
 }
 
-static void cut_manifest(void *dir)
+static void cut_manifest(enum fault_point at, void *dir)
 {
 	char path[512];
 	struct stat st;
 	int fd;
 
+	(void)at;
 	snprintf(path, sizeof(path), "%s/%s", (const char *)dir, HANDOFF_FILE);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -52,7 +66,7 @@ struct fault {
 	const char *name;
 	unsigned at;                /* enum fault_point bits */
 	int err;                    /* what the step returns instead, or 0 */
-	void (*act)(void *arg);     /* or what is done to the step's data */
+	void (*act)(enum fault_point at, void *arg); /* or what is done to the step's data */
 };
 
 static const struct fault faults[] = {
@@ -67,6 +81,7 @@ static const struct fault faults[] = {
 	{ "retrieve", FAULT_AT_MANIFEST, 0, skew_generation },
 	{ "size-mismatch", FAULT_AT_MANIFEST, 0, skew_sizes },
 	{ "corrupt-manifest", FAULT_AT_MANIFEST_WRITTEN, 0, cut_manifest },
+	{ "early-qemu", FAULT_AT_MANIFEST | FAULT_AT_EARLY_QEMU, 0, early_qemu },
 };
 
 #define N_FAULTS (sizeof(faults) / sizeof(faults[0]))
@@ -92,6 +107,6 @@ int fault_inject(const struct fault *f, enum fault_point at, void *arg)
 		return 0;
 	log_warn("update: injecting fault '%s' (test switch)", f->name);
 	if (f->act)
-		f->act(arg);
+		f->act(at, arg);
 	return f->err;
 }

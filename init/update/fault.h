@@ -18,6 +18,9 @@ enum fault_point {
 	FAULT_AT_MANIFEST_WRITTEN = 1 << 6, /* it is cut in half, as a torn write (arg: its dir) */
 	FAULT_AT_UMOUNT           = 1 << 7, /* unmounting /state: -EBUSY */
 	FAULT_AT_KEXEC            = 1 << 8, /* reboot(KEXEC): -EINVAL */
+	/* In the new init, named by the manifest (test_fault) and acted on
+	 * only when its own kernel command line allows test faults too: */
+	FAULT_AT_EARLY_QEMU       = 1 << 9, /* a QEMU started before /state (arg: its struct vm) */
 };
 
 struct fault;

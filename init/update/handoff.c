@@ -209,6 +209,8 @@ char *handoff_text(const struct handoff *h)
 			json_object_array_add(mods, json_object_new_string(h->modules[i]));
 		json_object_object_add(o, "restore_modules", mods);
 	}
+	if (h->test_fault[0])
+		add_str(o, "test_fault", h->test_fault);
 	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
 	json_object_put(o);
 	return text;
@@ -417,13 +419,17 @@ static int parse(json_object *o, struct handoff *h, char *err, size_t errlen)
 		if (h->version >= 2 && parse_machine(j, m, where, err, errlen) < 0)
 			return -EINVAL;
 	}
-	/* "held" and "restore_modules" came later: optional. */
+	/* "held", "restore_modules" and "test_fault" came later: optional. */
 	h->n_held = 0;
 	if (get_names(o, "held", h->held[0], sizeof(h->held[0]), HANDOFF_MAX_VMS, &h->n_held, err, errlen) < 0)
 		return -EINVAL;
 	h->n_modules = 0;
 	if (get_names(o, "restore_modules", h->modules[0], sizeof(h->modules[0]), HANDOFF_MAX_MODULES, &h->n_modules,
 		      err, errlen) < 0)
+		return -EINVAL;
+	h->test_fault[0] = 0;
+	if (json_object_object_get_ex(o, "test_fault", &v) &&
+	    get_str(o, "test_fault", h->test_fault, sizeof(h->test_fault), "", err, errlen) < 0)
 		return -EINVAL;
 	return 0;
 }

@@ -59,6 +59,9 @@ struct handoff {
 	 * Optional (absent in older manifests). */
 	size_t n_modules;
 	char modules[HANDOFF_MAX_MODULES][64];
+	/* A test fault for the new init (fault.h, FAULT_AT_EARLY_QEMU), "" for
+	 * none; optional, written only when set. */
+	char test_fault[32];
 };
 
 static inline uint64_t handoff_ram_token(const struct handoff *h) { return h->generation; }

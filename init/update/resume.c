@@ -16,6 +16,7 @@
 #include "pid1/log.h"
 #include "pid1/loop.h"
 #include "pid1/watchdog.h"
+#include "update/fault.h"
 #include "update/handoff.h"
 #include "update/luo.h"
 #include "update/update.h"
@@ -289,12 +290,32 @@ static bool early_ok(const struct vmconf_vm *v, const char *state_dir, char *why
 	return false;
 }
 
-void update_prespawn(const struct handoff *h, const char *state_dir)
+/* The manifest's test fault, when this kernel's command line allows it. */
+static const struct fault *carried_fault(const struct handoff *h, bool test_faults)
 {
+	const struct fault *f;
+	char err[256];
+
+	if (!h->test_fault[0])
+		return NULL;
+	if (!test_faults) {
+		log_warn("update: the manifest asks for test fault '%s': ignored, luoinit.test_faults is off here",
+			 h->test_fault);
+		return NULL;
+	}
+	if (!(f = fault_find(h->test_fault, err, sizeof(err))))
+		log_warn("update: the manifest's test fault: %s", err);
+	return f;
+}
+
+void update_prespawn(const struct handoff *h, const char *state_dir, bool test_faults)
+{
+	const struct fault *fault;
 	int devfd;
 
 	if (strcmp(h->mode, "luo") != 0 || (devfd = luo_open()) < 0)
 		return; /* update_resume says why */
+	fault = carried_fault(h, test_faults);
 	early_host.sandbox = h->sandbox != 0;
 	for (size_t i = 0; i < h->n_vms; i++) {
 		const struct handoff_vm *m = &h->vms[i];
@@ -330,6 +351,7 @@ void update_prespawn(const struct handoff *h, const char *state_dir)
 		e->spawned = true;
 		log_info("%s: RAM and state retrieved, QEMU started before %s is mounted (its machine waits)",
 			 m->name, state_dir);
+		(void)fault_inject(fault, FAULT_AT_EARLY_QEMU, e->vm);
 	}
 	close(devfd);
 }

@@ -71,8 +71,9 @@ int update_early_manifest(struct handoff *h, char *err, size_t errlen);
  * machine (--preconfig), its taps not yet on their bridges: its start
  * overlaps mounting /state, reading the configuration and the bridges.
  * update_take_prespawned hands each to the configuration (supervisor);
- * update_resume finishes or ends them. h must stay until update_resume. */
-void update_prespawn(const struct handoff *h, const char *state_dir);
+ * update_resume finishes or ends them. h must stay until update_resume.
+ * test_faults: the kernel command line allows the manifest's test_fault. */
+void update_prespawn(const struct handoff *h, const char *state_dir, bool test_faults);
 /* The VM started early for the configuration's VM name, or NULL: the
  * caller's from now on (vm_adopt_config). */
 struct vm *update_take_prespawned(const char *name);

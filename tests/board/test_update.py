@@ -210,6 +210,23 @@ def test_fault_after_kexec_starts_fresh(app, fault, why):
     wait_fresh_boot(app)
 
 
+def test_fault_early_qemu_taken_over(app):
+    """The QEMU the new init started before /state dies (the manifest carries
+    the fault): one started the usual way takes over the same preserved RAM
+    and state, and the guest goes on where it was: nothing lost."""
+    wait_beating(app)
+    before, b0, rep, st = live_update(app, "fault=early-qemu")
+    assert rep.get("mode") == "luo", rep
+    v = vm0(st)
+    assert v["last_update"]["mode"] == "luo", v
+    assert st.get("last_update_error") is None, st
+    log = open(app.console, errors="replace").read().split("luoinit starting")[-1]
+    assert "injecting fault 'early-qemu'" in log, log[-3000:]
+    assert log.index("injecting fault 'early-qemu'") < log.index("the QEMU started before /state failed") \
+        < log.index("vm0: QEMU up in") < log.index("vm0: live update done"), log[-3000:]
+    assert_continued(app, b0)
+
+
 def wait_fresh_boot(a, timeout=300):
     """The guest booted again: after its banner the count starts at 0 (under
     nested TCG its RAM fill takes a while before the banner)."""

@@ -131,7 +131,18 @@ static void test_parse_text(void **state)
 	assert_non_null(b.vms[1].saved);
 	assert_int_equal(b.n_modules, 2);
 	assert_string_equal(b.modules[1], "kvm-intel");
+	assert_string_equal(b.test_fault, ""); /* none: not even written */
+	assert_null(strstr(text, "test_fault"));
 	handoff_free(&b);
+	/* a test fault for the new init travels with it */
+	snprintf(a.test_fault, sizeof(a.test_fault), "early-qemu");
+	bad = handoff_text(&a);
+	assert_non_null(bad);
+	assert_int_equal(handoff_parse(bad, strlen(bad), &b, err, sizeof(err)), 0);
+	assert_string_equal(b.test_fault, "early-qemu");
+	handoff_free(&b);
+	free(bad);
+	a.test_fault[0] = 0;
 	/* trailing white space is fine, anything else is not */
 	bad = malloc(len + 3);
 	assert_non_null(bad);
