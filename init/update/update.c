@@ -41,6 +41,7 @@
 #include "update/preflight.h"
 #include "update/kexec.h"
 #include "update/luo.h"
+#include "update/tscfreq.h"
 #include "vm/cpr.h"
 #include "vm/ram.h"
 #include "vm/vm.h"
@@ -160,7 +161,8 @@ static int inspect_image(struct target *t, char *err, size_t errlen)
 static int check_request(const struct update_ctx *c, const struct update_req *req, const struct fault **ret_fault,
 			 struct target *t, char *err, size_t errlen)
 {
-	static char cmdbuf[4096], effbuf[FWNOTE_CMDLINE_MAX + 4096];
+	static char cmdbuf[4096], tscbuf[4096], effbuf[FWNOTE_CMDLINE_MAX + 4096];
+	unsigned khz;
 	int r;
 
 	*ret_fault = NULL;
@@ -246,6 +248,14 @@ static int check_request(const struct update_ctx *c, const struct update_req *re
 			return r;
 		}
 		t->cmdline = cmdbuf;
+	}
+	if ((khz = tscfreq_carry_khz()) > 0) {
+		if (tscfreq_cmdline(t->cmdline, khz, tscbuf, sizeof(tscbuf)) < 0) {
+			snprintf(err, errlen, "cmdline=%.80s...: no room for tsc_early_khz=%u", t->cmdline, khz);
+			return -E2BIG;
+		}
+		t->cmdline = tscbuf;
+		log_info("update: the new kernel starts on this one's TSC rate: tsc_early_khz=%u", khz);
 	}
 	t->effective = t->cmdline;
 	if (t->info.note.cmdline[0]) {
@@ -548,16 +558,24 @@ static int step_save_all(char *what, size_t len)
 	return 0;
 }
 
-/* Every QEMU asked to quit first, then each reaped: they exit side by side. */
+/* Every QEMU asked to quit: they exit side by side, and while the
+ * manifest is written; step_reap_all waits for them. */
 static int step_quit_all(void)
 {
-	for (size_t i = 0; i < U.n; i++)
-		vm_end_ask(U.p[i].vm);
+	for (size_t i = 0; i < U.n; i++) {
+		struct pvm *p = &U.p[i];
+		vm_end_ask(p->vm);
+		vm_set_state(p->vm, VM_RESTORING, "saved for the update");
+		p->quit = true;
+	}
+	return 0;
+}
+
+static int step_reap_all(void)
+{
 	for (size_t i = 0; i < U.n; i++) {
 		struct pvm *p = &U.p[i];
 		vm_end(p->vm, VM_END_GRACE_MS);
-		vm_set_state(p->vm, VM_RESTORING, "saved for the update");
-		p->quit = true;
 		/* A state file on /state must not keep it busy: synced and closed
 		 * now, reopened by its path for a rollback. */
 		if (p->path[0]) {
@@ -740,10 +758,14 @@ static int step_release_state(const struct update_ctx *c, char *what, size_t len
 /* Returns only when the kexec did not happen. */
 static int step_kexec(char *what, size_t len)
 {
+	double saved = 0; /* the last save's end: what follows it is blackout too */
 	int r;
 
-	log_info("update: kexec now (generation %016" PRIx64 ", %zu VM(s), %s)", U.generation, U.n,
-		 U.luo ? "luo" : "full-ram");
+	for (size_t i = 0; i < U.n; i++)
+		if (U.p[i].cs.done_at > saved)
+			saved = U.p[i].cs.done_at;
+	log_info("update: kexec now (generation %016" PRIx64 ", %zu VM(s), %s, %.1f ms after the last save)",
+		 U.generation, U.n, U.luo ? "luo" : "full-ram", saved > 0 ? realtime_ms() - saved : 0.0);
 	/* The new kernel has the whole timeout to reach the watchdog's probe,
 	 * which reloads it (kernel.config: it stays locked and counting). */
 	watchdog_feed_now();
@@ -779,7 +801,9 @@ static void rollback_vms(void)
 				vm_set_state(vm, VM_RUNNING, "update rolled back");
 			continue;
 		}
-		/* QEMU is gone but the RAM memfd and the state are ours. */
+		/* Its QEMU was told to quit (reaped here if the failure came
+		 * first); the RAM memfd and the state are ours. */
+		vm_end(vm, VM_END_GRACE_MS);
 		if (p->state_fd < 0 && p->path[0])
 			p->state_fd = open(p->path, O_RDONLY | O_CLOEXEC);
 		if (vm_restore_in_place(vm, p->state_fd, U.luo, 2, NULL, e, sizeof(e)) < 0) {
@@ -829,6 +853,7 @@ int update_run_pending(const struct update_ctx *c, char *err, size_t errlen)
 	    (r = step_quit_all()) < 0 ||
 	    (r = step_preserve_states(what, sizeof(what))) < 0 ||
 	    (r = step_write_manifest(c, what, sizeof(what))) < 0 ||
+	    (r = step_reap_all()) < 0 ||
 	    (r = step_release_state(c, what, sizeof(what))) < 0 ||
 	    (r = step_kexec(what, sizeof(what))) < 0) {
 		snprintf(err, errlen, "update failed before the kexec, VMs resumed: %s", what);
