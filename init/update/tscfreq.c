@@ -2,9 +2,9 @@
 #include "update/tscfreq.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>

@@ -533,7 +533,8 @@ static int open_state(struct pvm *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* Save all VMs at once: each one's blackout starts at its own migrate. */
+/* Save all VMs at once: each one's blackout starts at its own migrate,
+ * and every save is set up before the first migrate. */
 static int step_save_all(char *what, size_t len)
 {
 	char e[256] = "";
@@ -543,10 +544,13 @@ static int step_save_all(char *what, size_t len)
 	for (size_t i = 0; r == 0 && i < U.n; i++) {
 		struct pvm *p = &U.p[i];
 		if ((r = open_state(p, e, sizeof(e))) == 0)
-			r = vm_save_begin(p->vm, p->state_fd, U.luo, &p->cs, e, sizeof(e));
+			r = vm_save_prepare(p->vm, p->state_fd, U.luo, e, sizeof(e));
 		if (r < 0)
 			snprintf(what, len, "save of %s: %s", vm_name(p->vm), e);
 	}
+	for (size_t i = 0; r == 0 && i < U.n; i++)
+		if ((r = vm_save_start(U.p[i].vm, &U.p[i].cs, e, sizeof(e))) < 0)
+			snprintf(what, len, "save of %s: %s", vm_name(U.p[i].vm), e);
 	if (r == 0 && U.n)
 		(void)FAULT(SAVE, U.p[0].vm);
 	for (size_t i = 0; r == 0 && i < U.n; i++)

@@ -128,15 +128,16 @@ static int wait_migration(struct qmp *q, int timeout_ms, json_object **ret, char
 	}
 }
 
-int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
-		   char *err, size_t errlen)
+int cpr_save_prepare(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen)
 {
-	int r;
+	int r = setup(q, ignore_shared, err, errlen);
 
+	return r < 0 ? r : add_fd(q, state_fd, O_WRONLY, err, errlen);
+}
+
+int cpr_save_start(struct qmp *q, struct cpr_stats *ret, char *err, size_t errlen)
+{
 	memset(ret, 0, sizeof(*ret));
-	if ((r = setup(q, ignore_shared, err, errlen)) < 0 ||
-	    (r = add_fd(q, state_fd, O_WRONLY, err, errlen)) < 0)
-		return r;
 	ret->stopped_at = realtime_ms();
 	return uri_command(q, "migrate", err, errlen);
 }

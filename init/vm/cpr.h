@@ -24,13 +24,14 @@ struct cpr_stats {
 #define CPR_SAVE_TIMEOUT_MS    120000
 #define CPR_RESTORE_TIMEOUT_MS 120000
 
-/* Save into state_fd (a memfd or a file, opened read-write) in two halves,
- * so several VMs save at once (one blackout): begin starts the migration,
- * finish waits for it. ignore_shared: false saves full RAM (the fallback).
- * After a failure of either, cpr_save_abort cancels the migration (the
- * guest stays stopped: vm_cont lets it run). */
-int cpr_save_begin(struct qmp *q, int state_fd, bool ignore_shared, struct cpr_stats *ret,
-		   char *err, size_t errlen);
+/* Save into state_fd (a memfd or a file, opened read-write) in three parts,
+ * so several VMs save at once (one blackout, as short for the first as for
+ * the last): prepare sets the migration up while the guest runs, start
+ * begins it (the guest stops), finish waits for it. ignore_shared: false
+ * saves full RAM (the fallback). After a failure of any, cpr_save_abort
+ * cancels the migration (the guest stays stopped: vm_cont lets it run). */
+int cpr_save_prepare(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen);
+int cpr_save_start(struct qmp *q, struct cpr_stats *ret, char *err, size_t errlen);
 int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,
 		    char *err, size_t errlen);
 void cpr_save_abort(struct qmp *q);

@@ -152,11 +152,13 @@ void vm_exited(struct vm *vm, int status);
 
 /* vm/vm_save.c: a VM's device state saved and restored through cpr.c, for
  * the updates. Each fails with err set (-ESRCH: QEMU is gone). */
-/* Start the save into state_fd; vm_save_finish waits for it (several VMs
- * save at once: one blackout). After a failure of either, vm_save_abort
- * cancels it and lets the guest run again. vm_save does all three. */
-int vm_save_begin(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,
-		  size_t errlen);
+/* Set up the save into state_fd (the guest runs on), start it (the guest
+ * stops), and vm_save_finish waits for it: several VMs are all prepared,
+ * then all started, so that they save at once (one blackout). After a
+ * failure of any, vm_save_abort cancels it and lets the guest run again.
+ * vm_save does it all for one VM. */
+int vm_save_prepare(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen);
+int vm_save_start(struct vm *vm, struct cpr_stats *ret, char *err, size_t errlen);
 int vm_save_finish(struct vm *vm, int state_fd, struct cpr_stats *ret, char *err, size_t errlen);
 void vm_save_abort(struct vm *vm);
 int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,

@@ -55,12 +55,18 @@ int vm_cont(struct vm *vm)
 	return rc;
 }
 
-int vm_save_begin(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err,
-		  size_t errlen)
+int vm_save_prepare(struct vm *vm, int state_fd, bool ignore_shared, char *err, size_t errlen)
 {
 	int r = has_qmp(vm, err, errlen);
 
-	return r < 0 ? r : cpr_save_begin(vm->qmp, state_fd, ignore_shared, ret, err, errlen);
+	return r < 0 ? r : cpr_save_prepare(vm->qmp, state_fd, ignore_shared, err, errlen);
+}
+
+int vm_save_start(struct vm *vm, struct cpr_stats *ret, char *err, size_t errlen)
+{
+	int r = has_qmp(vm, err, errlen);
+
+	return r < 0 ? r : cpr_save_start(vm->qmp, ret, err, errlen);
 }
 
 int vm_save_finish(struct vm *vm, int state_fd, struct cpr_stats *ret, char *err, size_t errlen)
@@ -80,8 +86,10 @@ void vm_save_abort(struct vm *vm)
 
 int vm_save(struct vm *vm, int state_fd, bool ignore_shared, struct cpr_stats *ret, char *err, size_t errlen)
 {
-	int r = vm_save_begin(vm, state_fd, ignore_shared, ret, err, errlen);
+	int r = vm_save_prepare(vm, state_fd, ignore_shared, err, errlen);
 
+	if (r == 0)
+		r = vm_save_start(vm, ret, err, errlen);
 	if (r == 0)
 		r = vm_save_finish(vm, state_fd, ret, err, errlen);
 	if (r < 0)
