@@ -571,17 +571,9 @@ static int step_quit_all(void)
 		vm_end_ask(p->vm);
 		vm_set_state(p->vm, VM_RESTORING, "saved for the update");
 		p->quit = true;
-	}
-	return 0;
-}
-
-static int step_reap_all(void)
-{
-	for (size_t i = 0; i < U.n; i++) {
-		struct pvm *p = &U.p[i];
-		vm_end(p->vm, VM_END_GRACE_MS);
-		/* A state file on /state must not keep it busy: synced and closed
-		 * now, reopened by its path for a rollback. */
+		/* A state file on /state is on disk before the manifest that
+		 * names it, and must not keep /state busy: synced and closed
+		 * now (QEMU wrote it all), reopened by its path for a rollback. */
 		if (p->path[0]) {
 			if (fsync(p->state_fd) < 0)
 				log_errno(LOG_WARN, errno, "fsync %s", p->path);
@@ -592,6 +584,14 @@ static int step_reap_all(void)
 			 (long long)p->cs.vmstate_bytes, (long long)p->cs.ram_total, p->cs.done_at - p->cs.stopped_at);
 		event_update_phase("save", vm_name(p->vm), p->cs.done_at - p->cs.stopped_at);
 	}
+	return 0;
+}
+
+/* Every QEMU gone before /state is unmounted (disks are open there). */
+static int step_reap_all(void)
+{
+	for (size_t i = 0; i < U.n; i++)
+		vm_end(U.p[i].vm, VM_END_GRACE_MS);
 	return 0;
 }
 
