@@ -64,11 +64,20 @@ static int setup(struct qmp *q, bool ignore_shared, char *err, size_t errlen)
 	return r;
 }
 
+/* {"fdset-id": CPR_FDSET}: where the state's fd goes, and is removed from. */
+static json_object *fdset_args(void)
+{
+	json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
+	return a;
+}
+
 /* Hand fd to QEMU's fdset CPR_FDSET, reopened with the access mode QEMU's
  * qemu_open() will ask for (fdsets match on it). */
 static int add_fd(struct qmp *q, int fd, int accmode, char *err, size_t errlen)
 {
-	json_object *a = json_object_new_object();
+	json_object *a = fdset_args();
 	int rfd, r;
 
 	rfd = ram_reopen(fd, accmode);
@@ -77,7 +86,6 @@ static int add_fd(struct qmp *q, int fd, int accmode, char *err, size_t errlen)
 		json_object_put(a);
 		return rfd;
 	}
-	json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
 	r = qmp_command(q, "add-fd", a, rfd, CPR_CMD_TIMEOUT, NULL, err, errlen);
 	json_object_put(a);
 	close(rfd);
@@ -160,11 +168,17 @@ int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stat
 	return 0;
 }
 
+/* The guest runs on after this: QEMU must not keep the state's fd either
+ * (the next save's would join it; a full-RAM state file would keep /state
+ * busy at the next update's unmount). */
 void cpr_save_abort(struct qmp *q)
 {
+	json_object *a = fdset_args();
+	struct qmp_cmd c[] = { { "migrate-cancel", NULL, -1, NULL }, { "remove-fd", a, -1, NULL } };
 	char e[128];
 
-	(void)qmp_command(q, "migrate-cancel", NULL, -1, CPR_CMD_TIMEOUT, NULL, e, sizeof(e));
+	(void)qmp_batch(q, c, 2, CPR_CMD_TIMEOUT, e, sizeof(e));
+	json_object_put(a);
 }
 
 /* One round trip: QEMU runs the four in order. Should one fail, the ones
@@ -173,7 +187,7 @@ void cpr_save_abort(struct qmp *q)
  * any failure as a failed restore (a fresh QEMU, or the guest set aside). */
 int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen)
 {
-	json_object *caps = caps_args(ignore_shared), *params = params_args(), *fdset = json_object_new_object(),
+	json_object *caps = caps_args(ignore_shared), *params = params_args(), *fdset = fdset_args(),
 		    *uri = uri_args();
 	struct qmp_cmd c[] = {
 		{ "migrate-set-capabilities", caps, -1, NULL },
@@ -183,7 +197,6 @@ int cpr_restore_begin(struct qmp *q, int state_fd, bool ignore_shared, char *err
 	};
 	int r;
 
-	json_object_object_add(fdset, "fdset-id", json_object_new_int(CPR_FDSET));
 	c[2].send_fd = ram_reopen(state_fd, O_RDONLY);
 	if (c[2].send_fd < 0) {
 		snprintf(err, errlen, "reopen state fd: %s", strerror(-c[2].send_fd));
@@ -235,8 +248,7 @@ int cpr_restore_finish(struct qmp *q, int timeout_ms, char *status, size_t slen,
 	qmp_clear_events(q);
 	/* The state is consumed: QEMU must not keep it (a vmstate is valid only
 	 * for the RAM it was saved with); and how the guest came back. */
-	a = json_object_new_object();
-	json_object_object_add(a, "fdset-id", json_object_new_int(CPR_FDSET));
+	a = fdset_args();
 	{
 		struct qmp_cmd c[] = { { "remove-fd", a, -1, NULL }, { "query-status", NULL, -1, &st } };
 		char e[128];

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "vm/cpr.h"
 #include "vm/qmp.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 0, \"major\": 10}, " \
@@ -434,6 +435,35 @@ static void test_send_await(void **state)
 	assert_int_equal(qmp_send(q, "quit", NULL, 2000, &id, err, sizeof(err)), 0);
 	assert_int_equal(qmp_await(q, "quit", id, 2000, NULL, err, sizeof(err)), -EPIPE);
 	assert_int_equal(qmp_send(q, "quit", NULL, 2000, NULL, err, sizeof(err)), -EINVAL);
+	fake_finish(q);
+}
+
+/* A save given up: the migration cancelled and the state's fd taken out of
+ * QEMU, both in one round trip; a failing remove-fd (nothing was added)
+ * leaves the connection in step for the next command. */
+static void s_save_abort(int fd)
+{
+	long long a, b;
+
+	srv_greet(fd);
+	a = srv_cmd(fd, "migrate-cancel");
+	b = srv_cmd(fd, "remove-fd");
+	srv_send(fd, "{\"return\": {}, \"id\": %lld}\r\n", a);
+	srv_send(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no fdset 1\"}, \"id\": %lld}\r\n", b);
+	srv_send(fd, "{\"return\": {\"status\": \"running\"}, \"id\": %lld}\r\n", srv_cmd(fd, "query-status"));
+}
+
+static void test_save_abort(void **state)
+{
+	struct qmp *q = fake_open(s_save_abort);
+	json_object *r = NULL, *v;
+	char err[128] = "";
+
+	cpr_save_abort(q);
+	assert_int_equal(qmp_command(q, "query-status", NULL, -1, 2000, &r, err, sizeof(err)), 0);
+	assert_true(json_object_object_get_ex(r, "status", &v));
+	assert_string_equal(json_object_get_string(v), "running");
+	json_object_put(r);
 	fake_finish(q);
 }
 
@@ -884,6 +914,7 @@ int main(void)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_wait_event),
 		cmocka_unit_test(test_send_await),
+		cmocka_unit_test(test_save_abort),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_early_close),
