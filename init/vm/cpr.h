@@ -29,7 +29,8 @@ struct cpr_stats {
  * the last): prepare sets the migration up while the guest runs, start
  * begins it (the guest stops), finish waits for it. ignore_shared: false
  * saves full RAM (the fallback). After a failure of any, cpr_save_abort
- * cancels the migration (the guest stays stopped: vm_cont lets it run). */
+ * cancels the migration and takes the state's fd back out of QEMU (the
+ * guest stays stopped: vm_cont lets it run). */
 int cpr_save_prepare(struct qmp *q, int state_fd, bool ignore_shared, char *err, size_t errlen);
 int cpr_save_start(struct qmp *q, struct cpr_stats *ret, char *err, size_t errlen);
 int cpr_save_finish(struct qmp *q, int state_fd, int timeout_ms, struct cpr_stats *ret,

@@ -22,43 +22,27 @@ import collections
 import json
 import os
 import re
-import socket
 import sys
 import threading
 import time
 
 import bench
 
+sys.path.insert(0, os.path.join(bench.TOP, "tests"))
+from outerqmp import OuterQMP  # noqa: E402
+
 REGS = re.compile(r"CPU#(\d+)\s.*?RIP=([0-9a-f]+) RFL=\S+ \[.*?\] CPL=(\d) .*?HLT=(\d).*?CR3=([0-9a-f]+)", re.S)
 KERNEL = 0xffffffff80000000
 
 
-class Monitor:
-    """The outer QEMU's QMP, one command at a time."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(path)
-        self.f = self.sock.makefile("rwb")
-        self.f.readline()
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.f.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
-        self.f.flush()
-        while True:
-            r = json.loads(self.f.readline())
-            if "return" in r or "error" in r:
-                return r.get("return", "")
-
-
 def sample(path, out, stop):
-    mon = Monitor(path)
+    mon = OuterQMP(path)
     while not stop.is_set():
         t = time.monotonic()
         text = mon.cmd("human-monitor-command", **{"command-line": "info registers -a"})
         out.append((t, [(int(m[1]), int(m[2], 16), int(m[3]), m[4] == "1", int(m[5], 16))
                         for m in REGS.finditer(text.replace("\r", ""))]))
+    mon.close()
 
 
 def kernel_symbols():

@@ -11,97 +11,24 @@ the outer QEMU's own QMP monitor (qemu.sh: qmp.sock next to mgmt.sock):
 - the ACPI power button (system_powerdown) powers the appliance off cleanly:
   the guest is stopped, /state is unmounted, its ext4 is clean.
 """
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
-from test_boot import BOOT_TIMEOUT
+from test_boot import BOOT_TIMEOUT, TOP
 from test_update import (assert_continued, boot, ctl, live_update, status, stop, vm0, wait_beating,
                          wait_fresh_boot, wait_status)
 
+sys.path.insert(0, os.path.join(TOP, "tests"))
+from outerqmp import OuterQMP  # noqa: E402
+
 DEFAULT_TIMEOUT = 60
 HANG_TIMEOUT = 10
-
-
-class OuterQMP:
-    """The outer QEMU's QMP monitor: commands, and every event kept."""
-
-    def __init__(self, path, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        self.buf = b""
-        self.events = []
-        assert "QMP" in self._read(timeout)
-        self.cmd("qmp_capabilities")
-
-    def _read(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no message from the outer QEMU's QMP")
-            self.sock.settimeout(left)
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("the outer QEMU closed its QMP monitor")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def cmd(self, name, timeout=30, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            m = self._read(timeout)
-            if "event" in m:
-                self.events.append(m)
-            elif "error" in m:
-                raise RuntimeError(f"{name}: {m['error']}")
-            elif "return" in m:
-                return m["return"]
-
-    def wait_event(self, name, timeout):
-        """The first event called name (kept ones first); the events read on
-        the way are kept."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for e in self.events:
-                if e["event"] == name:
-                    return e
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                m = self._read(left)
-            except (TimeoutError, socket.timeout, EOFError):
-                return None
-            if "event" in m:
-                self.events.append(m)
-
-    def drain(self):
-        """Read what has come so far (not waiting)."""
-        self.wait_event("-none-", 0.5)
-        return [e["event"] for e in self.events]
-
-    def close(self):
-        self.sock.close()
 
 
 def qmp_path(a):
