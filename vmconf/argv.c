@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "vmconf.h"
 
 struct argv_buf {
@@ -87,6 +89,8 @@ static int argv_check_opts(const struct vmconf_vm *vm, const struct vmconf_argv_
 	if (o->ram_backing == VMCONF_RAM_FDSET && o->ram_fdset < 0)
 		return -EINVAL;
 	if (o->n_nics != vm->n_nics || (o->n_nics && !o->nics))
+		return -EINVAL;
+	if (o->disks_by_qmp && !o->preconfig) /* nothing could add the nodes in time */
 		return -EINVAL;
 	for (size_t i = 0; i < o->n_nics; i++)
 		if (o->nics[i].tap_fd < 3 || (o->nics[i].vhost_fd >= 0 && o->nics[i].vhost_fd < 3) ||
@@ -173,7 +177,7 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 		argv_add(&a, "-append");
 		argv_add(&a, vm->cmdline);
 	}
-	for (size_t i = 0; i < vm->n_disks; i++) {
+	for (size_t i = 0; i < vm->n_disks && !o->disks_by_qmp; i++) {
 		const struct vmconf_disk *d = &vm->disks[i];
 		char *path = argv_escape_commas(d->path ? d->path : "");
 		if (!path) {
@@ -218,6 +222,14 @@ int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts 
 	}
 	for (size_t i = 0; i < vm->n_qemu_args; i++)
 		argv_add(&a, vm->qemu_args[i] ? vm->qemu_args[i] : "");
+	/* What -drive if=virtio turns into, and where: QEMU creates that device
+	 * after every -device of the command line (qemu_args' too). So a guest
+	 * saved under either form finds its disks at the same PCI slots under
+	 * the other. */
+	for (size_t i = 0; i < vm->n_disks && o->disks_by_qmp; i++) {
+		argv_add(&a, "-device");
+		argv_addf(&a, "virtio-blk,drive=disk%zu", i);
+	}
 
 	if (a.oom) {
 		vmconf_argv_free(a.v);
@@ -234,4 +246,41 @@ void vmconf_argv_free(char **argv)
 	for (char **p = argv; *p; p++)
 		free(*p);
 	free(argv);
+}
+
+struct json_object *vmconf_blockdev_args(const struct vmconf_vm *vm, size_t i)
+{
+	const struct vmconf_disk *d;
+	json_object *o, *file;
+	char name[32];
+
+	if (!vm || i >= vm->n_disks)
+		return NULL;
+	d = &vm->disks[i];
+	o = json_object_new_object();
+	file = json_object_new_object();
+	if (!o || !file) {
+		json_object_put(o);
+		json_object_put(file);
+		return NULL;
+	}
+	snprintf(name, sizeof(name), "disk%zu", i);
+	/* -drive's defaults where blockdev-add's differ (auto-read-only); the
+	 * rest (writeback cache, no discard, threads) are both's. */
+	if (json_object_object_add(file, "driver", json_object_new_string("file")) < 0 ||
+	    json_object_object_add(file, "filename", json_object_new_string(d->path ? d->path : "")) < 0 ||
+	    json_object_object_add(o, "driver", json_object_new_string(d->format ? d->format : "raw")) < 0 ||
+	    json_object_object_add(o, "node-name", json_object_new_string(name)) < 0 ||
+	    json_object_object_add(o, "read-only", json_object_new_boolean(d->readonly)) < 0 ||
+	    json_object_object_add(o, "auto-read-only", json_object_new_boolean(1)) < 0) {
+		json_object_put(o);
+		json_object_put(file);
+		return NULL;
+	}
+	if (json_object_object_add(o, "file", file) < 0) {
+		json_object_put(o);
+		json_object_put(file);
+		return NULL;
+	}
+	return o;
 }

@@ -135,6 +135,9 @@ struct vmconf_argv_opts {
 	bool incoming_defer;         /* add "-incoming defer" */
 	bool preconfig;              /* add "--preconfig": QEMU waits before creating the machine
 	                              * (QMP x-exit-preconfig), which opens -kernel and -initrd */
+	bool disks_by_qmp;           /* each disk's -device only, its node added by QMP (vmconf_blockdev_args)
+	                              * before x-exit-preconfig: QEMU starts before the disks exist;
+	                              * needs preconfig */
 	bool sandbox;                /* add "-sandbox VMCONF_SANDBOX_OPTS" */
 	const char *firmware_dir;    /* "-L DIR", or NULL */
 	const struct vmconf_argv_nic *nics; /* one per vm->nics (n_nics of them) */
@@ -146,9 +149,15 @@ struct vmconf_argv_opts {
 int vmconf_build_argv(const struct vmconf_vm *vm, const struct vmconf_argv_opts *o, char ***ret);
 void vmconf_argv_free(char **argv);
 
+struct json_object;
+
+/* The QMP blockdev-add arguments of disk i, for argv built with
+ * disks_by_qmp: the same node as -drive makes of it, named disk<i> as the
+ * -device refers to it. NULL when out of memory or i is out of range. */
+struct json_object *vmconf_blockdev_args(const struct vmconf_vm *vm, size_t i);
+
 /* machine.c: one VM's config as JSON (schema v1, every field written) and
  * back through the validator into a struct vmconf holding that one VM. */
-struct json_object;
 struct json_object *vmconf_vm_to_json(const struct vmconf_vm *vm);
 int vmconf_vm_from_json(const struct json_object *o, struct vmconf **ret, struct vmconf_errors *errs);
 /* The fields in which a and b differ, as JSON paths ("vcpus",

@@ -95,14 +95,11 @@ static enum vmconf_ram ram_named(const char *s)
 	return strcmp(s, "fdset") == 0 ? VMCONF_RAM_FDSET : strcmp(s, "procfd") == 0 ? VMCONF_RAM_PROCFD : VMCONF_RAM_AUTO;
 }
 
-int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen)
+int handoff_vm_disks_check(const struct handoff_vm *m, char *err, size_t errlen)
 {
-	struct vmconf_errors errs = { 0 };
-	struct vmconf_vm *c;
-	json_object *o;
+	const struct vmconf_vm *c;
 	int r;
 
-	*ret = NULL;
 	if (!m->saved) {
 		snprintf(err, errlen, "%s: the manifest has no saved machine", m->name);
 		return -EINVAL;
@@ -122,6 +119,31 @@ int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *er
 			return -ESTALE;
 		}
 	}
+	return 0;
+}
+
+int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen)
+{
+	int r;
+
+	*ret = NULL;
+	r = handoff_vm_disks_check(m, err, errlen);
+	return r < 0 ? r : handoff_vm_machine_early(m, ret, err, errlen);
+}
+
+int handoff_vm_machine_early(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen)
+{
+	struct vmconf_errors errs = { 0 };
+	struct vmconf_vm *c;
+	json_object *o;
+	int r;
+
+	*ret = NULL;
+	if (!m->saved) {
+		snprintf(err, errlen, "%s: the manifest has no saved machine", m->name);
+		return -EINVAL;
+	}
+	c = &m->saved->vms[0];
 	if (access(c->qemu, X_OK) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "qemu %s: %s", c->qemu, strerror(errno));

@@ -76,6 +76,11 @@ int handoff_vm_save_machine(struct handoff_vm *m, const struct vmconf_vm *conf, 
  * start, after checking that every disk is the file it was and the QEMU
  * binary is there. 0, or -errno with err naming what is gone or replaced. */
 int handoff_vm_machine(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen);
+/* The same without the disks' check, for a QEMU started before its disks
+ * are there; handoff_vm_disks_check must pass before its machine is
+ * created (the disks opened). */
+int handoff_vm_machine_early(const struct handoff_vm *m, struct vmconf **ret, char *err, size_t errlen);
+int handoff_vm_disks_check(const struct handoff_vm *m, char *err, size_t errlen);
 /* Free what handoff_read or handoff_vm_save_machine allocated. */
 void handoff_free(struct handoff *h);
 

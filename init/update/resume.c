@@ -272,16 +272,14 @@ static void release_session(struct resume *R, const char *name)
 	close(sfd);
 }
 
-/* Can its QEMU start before /state is mounted? Until its machine is
- * created (x-exit-preconfig) QEMU opens its disks, its extra arguments'
- * files and itself; the kernel and initrd come after. */
+/* Can its QEMU start before /state is mounted? Before its machine is
+ * created (x-exit-preconfig) QEMU opens its extra arguments' files and
+ * itself; the kernel, initrd and disks (blockdev-add) come after. */
 static bool early_ok(const struct vmconf_vm *v, const char *state_dir, char *why, size_t wlen)
 {
 	size_t n = strlen(state_dir);
 
-	if (v->n_disks)
-		snprintf(why, wlen, "it has disks");
-	else if (v->n_qemu_args)
+	if (v->n_qemu_args)
 		snprintf(why, wlen, "it has qemu_args");
 	else if ((strncmp(v->qemu, state_dir, n) == 0 && v->qemu[n] == '/') || access(v->qemu, X_OK) < 0)
 		snprintf(why, wlen, "%s is not there yet", v->qemu);
@@ -328,7 +326,7 @@ void update_prespawn(const struct handoff *h, const char *state_dir, bool test_f
 		memset(e, 0, sizeof(*e));
 		e->m = m;
 		e->session = e->state_fd = -1;
-		if (handoff_vm_machine(m, &e->mach, why, sizeof(why)) < 0 ||
+		if (handoff_vm_machine_early(m, &e->mach, why, sizeof(why)) < 0 ||
 		    !early_ok(&e->mach->vms[0], state_dir, why, sizeof(why))) {
 			log_info("%s: QEMU starts once %s is mounted (%s)", m->name, state_dir, why);
 			vmconf_free(e->mach);
@@ -412,6 +410,11 @@ static void adopt_early(struct rvm *x, struct early *e)
 	if (e->why[0]) {
 		snprintf(x->why, sizeof(x->why), "%s", e->why);
 		x->ok = false;
+		vmconf_free(e->mach);
+	} else if (handoff_vm_disks_check(x->m, x->why, sizeof(x->why)) < 0) {
+		/* /state is there now: the disks are checked before QEMU opens them. */
+		x->ok = false;
+		vmconf_free(e->mach);
 	} else {
 		x->ok = run_saved_machine(x, e->mach);
 	}

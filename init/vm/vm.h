@@ -169,12 +169,14 @@ int vm_cont(struct vm *vm);
 /* Start the QEMU that restores a saved VM (after a kexec), run as m says,
  * with -incoming defer, waiting for QMP; keep_ram: on the RAM it has
  * (vm_set_ram). The VM is wanted running from here. preconfig: QEMU stops
- * before creating the machine (it opens no file the VM's config names
- * but its disks), until vm_exit_preconfig_*, once QMP is up (vm_wait_qmp). */
+ * before creating the machine (it opens no file the VM's config names;
+ * its disks come by QMP), until vm_exit_preconfig_*, once QMP is up
+ * (vm_wait_qmp). */
 int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, bool preconfig, char *err,
 		     size_t errlen);
 /* x-exit-preconfig in two halves, so that several machines are created side
- * by side: begin sends it, finish waits for the machine. */
+ * by side: begin adds the disks (blockdev-add, awaited) and sends it, finish
+ * waits for the machine. Called once the disks are there (/state). */
 int vm_exit_preconfig_begin(struct vm *vm, char *err, size_t errlen);
 int vm_exit_preconfig_finish(struct vm *vm, char *err, size_t errlen);
 /* Its taps onto their bridges (a QEMU started in preconfig made them before

@@ -146,10 +146,33 @@ int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, b
 	return vm_spawn(vm, keep_ram, preconfig ? VM_SPAWN_PRECONFIG : VM_SPAWN_INCOMING, err, errlen);
 }
 
+/* A preconfig QEMU's disks, now that /state is there. Their replies are
+ * awaited first: x-exit-preconfig with a -device whose node is missing
+ * would end QEMU rather than fail. */
+static int add_blockdevs(struct vm *vm, char *err, size_t errlen)
+{
+	struct qmp_cmd cmds[QMP_BATCH_MAX];
+	size_t n = vm->blockdevs ? json_object_array_length(vm->blockdevs) : 0;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < n; i += QMP_BATCH_MAX) {
+		size_t k = n - i < QMP_BATCH_MAX ? n - i : QMP_BATCH_MAX;
+		for (size_t j = 0; j < k; j++)
+			cmds[j] = (struct qmp_cmd){ "blockdev-add", json_object_array_get_idx(vm->blockdevs, i + j), -1,
+						    NULL };
+		r = qmp_batch(vm->qmp, cmds, k, VM_CMD_TIMEOUT, err, errlen);
+	}
+	json_object_put(vm->blockdevs);
+	vm->blockdevs = NULL;
+	return r;
+}
+
 int vm_exit_preconfig_begin(struct vm *vm, char *err, size_t errlen)
 {
 	int r = has_qmp(vm, err, errlen);
 
+	if (r == 0)
+		r = add_blockdevs(vm, err, errlen);
 	return r < 0 ? r : qmp_send(vm->qmp, "x-exit-preconfig", NULL, VM_PRECONFIG_TIMEOUT, &vm->preconfig_id, err,
 				    errlen);
 }

@@ -47,6 +47,9 @@ FLOOR_ONLY = os.environ.get("BENCH_FLOOR_ONLY") == "1"
 # keeps them on (much slower) nested TCG.
 CPU = os.environ.get("BENCH_CPU", "max")
 MULTI = int(os.environ.get("BENCH_MULTI", "3"))
+# BENCH_DISK_MIB=N: each VM also gets an N MiB raw virtio disk on /state
+# (the guest writes a record to it every 10 beats).
+DISK_MIB = int(os.environ.get("BENCH_DISK_MIB", "0"))
 # Whole lines only: the guest may be in the middle of one when the log is read.
 HB = re.compile(r"heartbeat (\d+) pattern=(\w+)\n")
 
@@ -93,6 +96,8 @@ class Box:
             conf["vms"].append(dict(vm, name=f"vm{i}", serial=f"/state/log/vm{i}.serial",
                                     cmdline=f"fill_mib=all seed={i + 1}"))
         self.names = [v["name"] for v in conf["vms"]]
+        for v in conf["vms"] if DISK_MIB else []:
+            v["disks"] = [{"path": f"/state/guest/{v['name']}.img", "format": "raw", "readonly": False}]
         vmconf = os.path.join(self.dir, "vmconf.json")
         with open(vmconf, "w") as f:
             json.dump(conf, f)
@@ -101,6 +106,14 @@ class Box:
         subprocess.run(["sh", os.path.join(BOARD_DIR, "mkstate.sh"), self.state, disk, vmconf,
                         os.path.join(BB, "heartbeat.elf"), os.path.join(BB, "bzImage.signed"),
                         INITRAMFS], check=True, stdout=subprocess.DEVNULL)
+        for name in self.names if DISK_MIB else []:
+            img = os.path.join(self.dir, f"{name}.img")
+            with open(img, "wb") as f:
+                f.truncate(DISK_MIB << 20)
+            # debugfs writes into the ext4 image without mounting it.
+            subprocess.run(["debugfs", "-w", "-R", f"write {img} guest/{name}.img", self.state],
+                           check=True, capture_output=True)
+            os.unlink(img)
 
     def qemu(self, mode):
         env = dict(os.environ, LUOINIT_APPLIANCE_MEM=MEM)

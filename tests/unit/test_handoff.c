@@ -416,9 +416,22 @@ static void test_machine_disk_replaced(void **state)
 	assert_null(m);
 	if (!strstr(err, "disks[0]") || !strstr(err, "another file"))
 		fail_msg("error '%s' does not name the replaced disk", err);
+	/* Before /state an early QEMU's machine is built without the disks;
+	 * their check, once they are there, refuses the same. */
+	assert_int_equal(handoff_vm_machine_early(&b.vms[0], &m, err, sizeof(err)), 0);
+	assert_string_equal(m->vms[0].disks[0].path, disk);
+	vmconf_free(m);
+	m = NULL;
+	err[0] = 0;
+	assert_int_equal(handoff_vm_disks_check(&b.vms[0], err, sizeof(err)), -ESTALE);
+	if (!strstr(err, "disks[0]") || !strstr(err, "another file"))
+		fail_msg("error '%s' does not name the replaced disk", err);
 	assert_int_equal(unlink(disk), 0);
 	assert_int_equal(handoff_vm_machine(&b.vms[0], &m, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, disk));
+	assert_int_equal(handoff_vm_disks_check(&b.vms[0], err, sizeof(err)), -ENOENT);
+	assert_int_equal(handoff_vm_machine_early(&b.vms[0], &m, err, sizeof(err)), 0);
+	vmconf_free(m);
 	handoff_free(&a);
 	handoff_free(&b);
 	vmconf_free(conf);

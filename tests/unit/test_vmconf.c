@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "vmconf.h"
 
@@ -722,6 +723,59 @@ static void test_argv_fdset_full(void **state)
 	vmconf_free(c);
 }
 
+/* An early QEMU's disks: no -drive, their devices last, their nodes by QMP. */
+static void test_argv_disks_by_qmp(void **state)
+{
+	(void)state;
+	struct vmconf *c = parse_ok(full_json);
+	struct vmconf_argv_opts o = { .ram_backing = VMCONF_RAM_FDSET, .ram_fd = 7, .ram_fdset = 2,
+				      .accel = VMCONF_ACCEL_KVM, .qmp_fd = 3, .serial_fd = 4,
+				      .incoming_defer = true, .preconfig = true, .disks_by_qmp = true };
+	char **argv = NULL;
+	json_object *b;
+
+	free(c->vms[0].disks[1].path);
+	c->vms[0].disks[1].path = strdup("/state/a,b\"c.qcow2");
+	assert_int_equal(vmconf_build_argv(&c->vms[0], &o, &argv), 0);
+	expect_argv(argv, (const char *const[]){
+		"/opt/qemu/bin/qemu-system-x86_64", "-name", "vm0", "-nodefaults", "-no-user-config",
+		"-display", "none", "-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "kvm",
+		"-cpu", "Haswell,+vmx", "-smp", "2", "-m", "1024M",
+		"-add-fd", "fd=7,set=2",
+		"-object", "memory-backend-file,id=ram0,size=1024M,mem-path=/dev/fdset/2,share=on,align=2M",
+		"-chardev", "socket,id=qmp,fd=3,server=off", "-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=ser0,fd=4,server=off", "-serial", "chardev:ser0",
+		"-kernel", "/state/guest/vm0.elf", "-initrd", "/state/guest/vm0.cpio",
+		"-append", "console=ttyS0 quiet",
+		"--preconfig", "-incoming", "defer",
+		"-device", "virtio-rng-pci",
+		"-device", "virtio-blk,drive=disk0", "-device", "virtio-blk,drive=disk1", NULL });
+	vmconf_argv_free(argv);
+
+	b = vmconf_blockdev_args(&c->vms[0], 0);
+	assert_non_null(b);
+	assert_string_equal(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN),
+			    "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"read-only\":false,\"auto-read-only\":true,"
+			    "\"file\":{\"driver\":\"file\",\"filename\":\"\\/state\\/guest\\/vm0.img\"}}");
+	json_object_put(b);
+	/* The path as it is: JSON quotes it, no comma doubling. */
+	b = vmconf_blockdev_args(&c->vms[0], 1);
+	assert_non_null(b);
+	assert_string_equal(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+			    "{\"driver\":\"qcow2\",\"node-name\":\"disk1\",\"read-only\":true,\"auto-read-only\":true,"
+			    "\"file\":{\"driver\":\"file\",\"filename\":\"/state/a,b\\\"c.qcow2\"}}");
+	json_object_put(b);
+	assert_null(vmconf_blockdev_args(&c->vms[0], 2));
+	assert_null(vmconf_blockdev_args(NULL, 0));
+
+	/* Without --preconfig nothing could add the nodes before the machine. */
+	o.preconfig = false;
+	argv = (char **)0x1;
+	assert_int_equal(vmconf_build_argv(&c->vms[0], &o, &argv), -EINVAL);
+	assert_ptr_equal(argv, (char **)0x1);
+	vmconf_free(c);
+}
+
 static void test_argv_bad_opts(void **state)
 {
 	(void)state;
@@ -769,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_argv_procfd),
 		cmocka_unit_test(test_argv_fdset_full),
+		cmocka_unit_test(test_argv_disks_by_qmp),
 		cmocka_unit_test(test_argv_bad_opts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
