@@ -494,6 +494,20 @@ static void close_fds(int *fds, size_t n)
 		}
 }
 
+/* VM_SERIAL_SNDBUF on QEMU's end of the serial socket: past the system's
+ * limit where we may (root: SO_SNDBUFFORCE), else as far as it goes. */
+static void serial_room(const struct vmconf_vm *c, int fd)
+{
+	int want = VM_SERIAL_SNDBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want)) == 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) < 0)
+		log_errno(LOG_WARN, errno, "%s: serial socket's buffer", c->name);
+	else
+		log_debug("%s: serial socket's buffer only as large as net.core.wmem_max allows", c->name);
+}
+
 static json_object *blockdev_list(const struct vmconf_vm *c)
 {
 	json_object *a = json_object_new_array();
@@ -553,6 +567,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, s
 		snprintf(err, errlen, "socketpair/pipe: %s", strerror(errno));
 		goto fail;
 	}
+	serial_room(c, ss[1]);
 	/* The child's ends must block: QEMU does not expect nonblocking stdio. */
 	(void)fcntl(ss[1], F_SETFL, 0);
 	(void)fcntl(ep[1], F_SETFL, 0);

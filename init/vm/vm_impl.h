@@ -13,6 +13,14 @@ struct qmp;
 /* A serial log is rotated past this size, VM_SERIAL_KEEP older files kept. */
 #define VM_SERIAL_CAP (4 << 20)
 #define VM_SERIAL_KEEP 3
+/* Room in QEMU's end of the serial socket. QEMU writes the guest's output a
+ * byte per write, and each byte queued costs a socket buffer's worth of
+ * bookkeeping (about 770 bytes): the default 208 KiB holds 278 bytes, a
+ * second of a chatty guest. Past that QEMU's UART holds 16 more, then
+ * drops the oldest while the guest, which waits only so long, writes on.
+ * 8 MiB hold about 10,900 bytes for the times the init reads nothing
+ * (a kexec_file_load, a slow disk). */
+#define VM_SERIAL_SNDBUF (8 << 20)
 
 struct vm {
 	const struct vmconf_vm *conf;   /* what QEMU runs with: base_conf, or the saved machine */
