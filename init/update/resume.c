@@ -407,6 +407,9 @@ static void adopt_early(struct rvm *x, struct early *e)
 	x->state_fd = e->state_fd;
 	x->t_spawn = e->t_spawn;
 	e->session = e->state_fd = -1;
+	/* Its conf pointed into e->mach: from here it is the configuration's
+	 * until run_saved_machine takes e->mach, or e->mach is freed. */
+	vm_leave_early_machine(x->vm);
 	if (e->why[0]) {
 		snprintf(x->why, sizeof(x->why), "%s", e->why);
 		x->ok = false;
@@ -416,7 +419,7 @@ static void adopt_early(struct rvm *x, struct early *e)
 		x->ok = false;
 		vmconf_free(e->mach);
 	} else {
-		x->ok = run_saved_machine(x, e->mach);
+		x->ok = run_saved_machine(x, e->mach); /* takes e->mach, whatever it returns */
 	}
 	e->mach = NULL;
 	x->preconfig = x->ok && e->spawned;

@@ -97,13 +97,18 @@ void vm_adopt_config(struct vm *vm, const struct vmconf_vm *base_conf, const str
 	vm_log_open(vm);
 }
 
+void vm_leave_early_machine(struct vm *vm)
+{
+	if (!vm->saved && vm->base_conf)
+		vm->conf = vm->base_conf;
+}
+
 void vm_drop_early(struct vm *vm)
 {
 	vm_end(vm, 0);
 	vm_set_ram(vm, -1);
 	vm->want_running = false;
-	if (!vm->saved)
-		vm->conf = vm->base_conf;
+	vm_leave_early_machine(vm);
 	vm_set_state(vm, VM_STOPPED, "not restored");
 }
 

@@ -69,6 +69,10 @@ struct vm *vm_new(const struct vmconf_vm *conf, const struct vm_host *host);
 struct vm *vm_new_early(const struct vmconf_vm *machine, const struct vm_host *host);
 void vm_adopt_config(struct vm *vm, const struct vmconf_vm *base_conf, const struct vm_host *host);
 void vm_drop_early(struct vm *vm);
+/* An adopted early VM whose saved machine is not taken (vm_run_saved_machine)
+ * runs on its configuration from now: the machine it was started on, which
+ * its conf pointed into until here, may then be freed. */
+void vm_leave_early_machine(struct vm *vm);
 void vm_free(struct vm *vm);
 struct vm *vm_find(struct vm *const *vms, size_t n, const char *name);
 
