@@ -1,43 +1,53 @@
 """The board's outer QEMU's own QMP monitor (qemu.sh: qmp.sock next to
-mgmt.sock), for the board tests and the bench's tools."""
+mgmt.sock), for the board tests and the bench's tools; and QmpStream, the
+line reader under it, which the host tests' own QMP client shares."""
 import json
 import socket
 import time
 
 
-class OuterQMP:
-    """The outer QEMU's QMP monitor: commands, and every event kept."""
+class QmpStream:
+    """A connected QMP socket read a message (one JSON line) at a time."""
 
-    def __init__(self, path, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    def __init__(self, sock, who):
+        self.sock = sock
+        self.who = who  # for the errors: whose QMP
         self.buf = b""
-        self.events = []
-        assert "QMP" in self._read(timeout)
-        self.cmd("qmp_capabilities")
 
     def _read(self, timeout):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError("no message from the outer QEMU's QMP")
+                raise TimeoutError(f"no message from {self.who}'s QMP")
             self.sock.settimeout(left)
             data = self.sock.recv(65536)
             if not data:
-                raise EOFError("the outer QEMU closed its QMP monitor")
+                raise EOFError(f"{self.who} closed its QMP connection")
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
+
+
+class OuterQMP(QmpStream):
+    """The outer QEMU's QMP monitor: commands, and every event kept."""
+
+    def __init__(self, path, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(path)
+                break
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        super().__init__(sock, "the outer QEMU")
+        self.events = []
+        assert "QMP" in self._read(timeout)
+        self.cmd("qmp_capabilities")
 
     def cmd(self, name, timeout=30, **args):
         msg = {"execute": name}

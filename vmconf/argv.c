@@ -259,7 +259,7 @@ struct json_object *vmconf_blockdev_args(const struct vmconf_vm *vm, size_t i)
 	d = &vm->disks[i];
 	o = json_object_new_object();
 	file = json_object_new_object();
-	if (!o || !file) {
+	if (!o || !file || json_object_object_add(o, "file", file) < 0) {
 		json_object_put(o);
 		json_object_put(file);
 		return NULL;
@@ -273,13 +273,7 @@ struct json_object *vmconf_blockdev_args(const struct vmconf_vm *vm, size_t i)
 	    json_object_object_add(o, "node-name", json_object_new_string(name)) < 0 ||
 	    json_object_object_add(o, "read-only", json_object_new_boolean(d->readonly)) < 0 ||
 	    json_object_object_add(o, "auto-read-only", json_object_new_boolean(1)) < 0) {
-		json_object_put(o);
-		json_object_put(file);
-		return NULL;
-	}
-	if (json_object_object_add(o, "file", file) < 0) {
-		json_object_put(o);
-		json_object_put(file);
+		json_object_put(o); /* and file, o's now */
 		return NULL;
 	}
 	return o;

@@ -302,8 +302,6 @@ void vm_end(struct vm *vm, int grace_ms)
 		vm->pid = 0;
 	}
 	vm_close_streams(vm);
-	json_object_put(vm->blockdevs);
-	vm->blockdevs = NULL;
 }
 
 /* auto is resolved once, on the first start, and kept: a state saved under
@@ -513,21 +511,6 @@ static void serial_room(const struct vmconf_vm *c, int fd)
 		log_debug("%s: serial socket's buffer only as large as net.core.wmem_max allows", c->name);
 }
 
-static json_object *blockdev_list(const struct vmconf_vm *c)
-{
-	json_object *a = json_object_new_array();
-
-	for (size_t i = 0; a && i < c->n_disks; i++) {
-		json_object *d = vmconf_blockdev_args(c, i);
-		if (!d || json_object_array_add(a, d) < 0) {
-			json_object_put(d);
-			json_object_put(a);
-			return NULL;
-		}
-	}
-	return a;
-}
-
 int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, size_t errlen)
 {
 	bool incoming = mode != VM_SPAWN_BOOT;
@@ -587,7 +570,7 @@ int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, s
 	o.preconfig = mode == VM_SPAWN_PRECONFIG;
 	/* Before /state is mounted its disks are not there: QEMU gets them
 	 * once they are, by QMP (vm_exit_preconfig_begin). */
-	o.disks_by_qmp = o.preconfig && c->n_disks > 0;
+	o.disks_by_qmp = o.preconfig;
 	o.sandbox = sandboxed(vm);
 	fds[0] = qs[1];
 	fds[1] = ss[1];
@@ -606,14 +589,6 @@ int vm_spawn(struct vm *vm, bool keep_ram, enum vm_spawn_mode mode, char *err, s
 	r = vmconf_build_argv(c, &o, &argv);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot build QEMU's argv: %s", strerror(-r));
-		goto fail;
-	}
-	json_object_put(vm->blockdevs);
-	vm->blockdevs = o.disks_by_qmp ? blockdev_list(c) : NULL;
-	if (o.disks_by_qmp && !vm->blockdevs) {
-		vmconf_argv_free(argv);
-		r = -ENOMEM;
-		snprintf(err, errlen, "cannot build QEMU's blockdev-add arguments: %s", strerror(-r));
 		goto fail;
 	}
 	{

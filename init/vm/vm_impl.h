@@ -46,8 +46,6 @@ struct vm {
 	struct logfile serial_log;  /* the serial log file, rotated (fd -1 for "log") */
 	int restart_timer;          /* timerfd of a pending restart, -1 */
 	int64_t preconfig_id;       /* QMP id of its x-exit-preconfig (vm_exit_preconfig_begin) */
-	struct json_object *blockdevs; /* a preconfig QEMU's disks: blockdev-add arguments, sent
-	                                * before x-exit-preconfig; NULL */
 	enum vmconf_accel accel;    /* resolved once, kept across updates */
 	enum vmconf_ram ram_backing;/* resolved */
 	unsigned restarts;

@@ -146,24 +146,34 @@ int vm_spawn_restore(struct vm *vm, const struct vm_machine *m, bool keep_ram, b
 	return vm_spawn(vm, keep_ram, preconfig ? VM_SPAWN_PRECONFIG : VM_SPAWN_INCOMING, err, errlen);
 }
 
-/* A preconfig QEMU's disks, now that /state is there. Their replies are
+/* A preconfig QEMU's disks (vm_spawn gave it their -device only), now that
+ * /state is there. vm->conf is the machine it was started on: an early VM
+ * that was not adopted onto that machine never gets here. The replies are
  * awaited first: x-exit-preconfig with a -device whose node is missing
  * would end QEMU rather than fail. */
 static int add_blockdevs(struct vm *vm, char *err, size_t errlen)
 {
 	struct qmp_cmd cmds[QMP_BATCH_MAX];
-	size_t n = vm->blockdevs ? json_object_array_length(vm->blockdevs) : 0;
+	json_object *args[QMP_BATCH_MAX];
+	size_t n = vm->conf->n_disks;
 	int r = 0;
 
 	for (size_t i = 0; r == 0 && i < n; i += QMP_BATCH_MAX) {
 		size_t k = n - i < QMP_BATCH_MAX ? n - i : QMP_BATCH_MAX;
+		for (size_t j = 0; j < k; j++) {
+			args[j] = vmconf_blockdev_args(vm->conf, i + j);
+			cmds[j] = (struct qmp_cmd){ "blockdev-add", args[j], -1, NULL };
+			if (!args[j] && r == 0) {
+				snprintf(err, errlen, "%s: blockdev-add of disks[%zu]: out of memory", vm->conf->name,
+					 i + j);
+				r = -ENOMEM;
+			}
+		}
+		if (r == 0)
+			r = qmp_batch(vm->qmp, cmds, k, VM_CMD_TIMEOUT, err, errlen);
 		for (size_t j = 0; j < k; j++)
-			cmds[j] = (struct qmp_cmd){ "blockdev-add", json_object_array_get_idx(vm->blockdevs, i + j), -1,
-						    NULL };
-		r = qmp_batch(vm->qmp, cmds, k, VM_CMD_TIMEOUT, err, errlen);
+			json_object_put(args[j]);
 	}
-	json_object_put(vm->blockdevs);
-	vm->blockdevs = NULL;
 	return r;
 }
 

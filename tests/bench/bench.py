@@ -210,7 +210,6 @@ class Box:
                 if tries == 29:
                     raise SystemExit(f"bench: vm-start vm0 after a floor: {e}")
                 time.sleep(1)
-
         try:
             return self.beating(fill=True, below=last)
         except FillFailed as e:  # mid-row: no fresh appliance to fall back on

@@ -9,11 +9,15 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from outerqmp import QmpStream  # noqa: E402
+
 BB = os.path.join(ROOT, os.environ.get("BB", "build/qemu-x86_64"))
 QEMU = shutil.which("qemu-system-x86_64")
 RAM = 64 << 20
@@ -31,30 +35,15 @@ def guest():
     return elf
 
 
-class Qmp:
+class Qmp(QmpStream):
     """Just enough QMP for the test: commands with ids, events skipped."""
 
     def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
+        super().__init__(sock, "QEMU")
         self.id = 0
         greeting = self._read(30)
         assert "QMP" in greeting, greeting
         self.cmd("qmp_capabilities")
-
-    def _read(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("QMP: no reply")
-            self.sock.settimeout(left)
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("QMP: QEMU closed the connection")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
 
     def cmd(self, name, args=None, fd=None, timeout=30):
         self.id += 1

@@ -761,15 +761,15 @@ static void test_argv_disks_by_qmp(void **state)
 	b = vmconf_blockdev_args(&c->vms[0], 0);
 	assert_non_null(b);
 	assert_string_equal(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN),
-			    "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"read-only\":false,\"auto-read-only\":true,"
-			    "\"file\":{\"driver\":\"file\",\"filename\":\"\\/state\\/guest\\/vm0.img\"}}");
+			    "{\"file\":{\"driver\":\"file\",\"filename\":\"\\/state\\/guest\\/vm0.img\"},"
+			    "\"driver\":\"raw\",\"node-name\":\"disk0\",\"read-only\":false,\"auto-read-only\":true}");
 	json_object_put(b);
 	/* The path as it is: JSON quotes it, no comma doubling. */
 	b = vmconf_blockdev_args(&c->vms[0], 1);
 	assert_non_null(b);
 	assert_string_equal(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
-			    "{\"driver\":\"qcow2\",\"node-name\":\"disk1\",\"read-only\":true,\"auto-read-only\":true,"
-			    "\"file\":{\"driver\":\"file\",\"filename\":\"/state/a,b\\\"c.qcow2\"}}");
+			    "{\"file\":{\"driver\":\"file\",\"filename\":\"/state/a,b\\\"c.qcow2\"},"
+			    "\"driver\":\"qcow2\",\"node-name\":\"disk1\",\"read-only\":true,\"auto-read-only\":true}");
 	json_object_put(b);
 	assert_null(vmconf_blockdev_args(&c->vms[0], 2));
 	assert_null(vmconf_blockdev_args(NULL, 0));
